@@ -1,0 +1,44 @@
+"""gateway: a plugin-driven, OpenAI-compatible LLM gateway.
+
+This module is the plugin author's whole API; everything under `gateway.core` is internal.
+"""
+
+from gateway.context import AlertEvent, AuditEvent, Outcome, Principal, RequestContext
+from gateway.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    GatewayError,
+    GuardrailUnavailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.plugin import Plugin, PluginConfig, hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlertEvent",
+    "AuditEvent",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "GatewayError",
+    "GuardrailUnavailableError",
+    "NotFoundError",
+    "Outcome",
+    "PermissionDeniedError",
+    "Plugin",
+    "PluginConfig",
+    "Principal",
+    "RateLimitError",
+    "RequestContext",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "hookimpl",
+]

@@ -1,0 +1,136 @@
+"""Per-request state handed to every request hook, and what the hooks are told afterwards."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Principal:
+    """Who is calling: filled in by the `auth` hook that recognised the key.
+
+    `api_key` is the sha256 hex of the raw key, never the raw key itself.
+    """
+
+    api_key: str | None = None
+    key_alias: str | None = None
+    key_name: str | None = None
+    user_id: str | None = None
+    user_role: str | None = None
+    team_id: str | None = None
+    team_alias: str | None = None
+    is_admin: bool = False
+    models: list[str] = field(default_factory=list)
+    permissions: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    team_metadata: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        """A name safe to log: the alias, else the masked key name."""
+        return self.key_alias or self.key_name or ("master-key" if self.is_admin else "-")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One LLM call as it moves through the gateway.
+
+    Hooks read and mutate `body` (what will be sent upstream). `state` is a private dict per
+    plugin: use `ctx.state_for(self.name)`.
+    """
+
+    request_id: str
+    call_type: str  # "acompletion" | "atext_completion" | "aembedding"
+    route: str
+    body: dict[str, Any]
+    principal: Principal
+    headers: dict[str, str] = field(default_factory=dict)
+    model: str = ""
+    stream: bool = False
+    end_user: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    deployment: Any = None
+    start_time: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    upstream_seconds: float = 0.0
+    blocked_by: str | None = None
+    monitored: list[dict[str, Any]] = field(default_factory=list)
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def state_for(self, plugin_name: str) -> dict[str, Any]:
+        """The private scratch dict of one plugin for this request."""
+        s = self.state.get(plugin_name)
+        if s is None:
+            s = self.state[plugin_name] = {}
+        return s
+
+    @property
+    def user_message_text(self) -> str:
+        """All text a user sent in this request (messages, prompt or input), joined by newlines."""
+        return "\n".join(iter_request_text(self.body))
+
+
+def iter_request_text(body: dict[str, Any]):
+    """Yield every piece of client-supplied text: message contents (strings and text parts),
+    `prompt` and `input` (string or list of strings)."""
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    yield part["text"]
+    for key in ("prompt", "input"):
+        value = body.get(key)
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    yield item
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an LLM call ended, for `request_finished` observers (spend, metrics, alerts)."""
+
+    status: str  # "success" | "failure" | "blocked"
+    http_status: int
+    response: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    usage_estimated: bool = False
+    error: Exception | None = None
+    end_time: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    """One administrative change (create, update, delete, block, unblock, regenerate)."""
+
+    action: str
+    table_name: str
+    object_id: str
+    changed_by: str | None
+    changed_by_api_key: str | None
+    before_value: dict[str, Any] | None
+    updated_values: dict[str, Any] | None
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class AlertEvent:
+    """Something an operator should hear about (size-limit rejection, upstream failure, budget)."""
+
+    kind: str
+    message: str
+    level: str = "warning"
+    request_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)

@@ -1,0 +1,1 @@
+"""Internals of the gateway. Plugins never import from here."""

@@ -1,0 +1,138 @@
+"""create_app(settings) -> the Quart app. No module-level state: everything hangs off `Gateway`."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from quart import Quart, Response, g, request
+
+from gateway.context import AlertEvent, AuditEvent
+from gateway.core import auth, errors
+from gateway.core.access_log import AccessLog
+from gateway.core.dispatch import Dispatcher
+from gateway.core.plugins import PluginHost
+from gateway.core.router import Router
+from gateway.core.routes import health, info, llm
+from gateway.core.settings import Settings, load_settings
+
+log = logging.getLogger("gateway")
+
+#: Reachable with no key. (Route control in the config can add to this.)
+PUBLIC_PATHS = frozenset({
+    "/", "/health/liveliness", "/health/liveness", "/health/readiness", "/routes", "/metrics",
+    "/openapi.json", "/docs", "/redoc",
+})
+
+
+class Gateway:
+    """The running gateway as plugins see it: settings, router, hooks, and helpers.
+
+    Plugins may use: `settings`, `master_key`, `router`, `alert(event)`, `audit(event)`,
+    `readiness_checks` (name -> async check), `http_client(url)`.
+    """
+
+    def __init__(self, settings: Settings, host: PluginHost) -> None:
+        self.settings = settings
+        self.host = host
+        self.master_key = settings.master_key
+        self.router = Router(settings)
+        self.started_at = time.time()
+        self.readiness_checks: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.access_log = AccessLog()
+        self.public_paths = set(PUBLIC_PATHS)
+        self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
+        self.holds_streams = False
+
+    def http_client(self, url: str) -> Any:
+        """A pooled httpx client for `url`'s host (aiohttp transport), shared with the router."""
+        return self.router.pool.get(url)
+
+    def alert(self, event: AlertEvent) -> None:
+        """Send an alert to every `alert` hook, off the request path."""
+        self.dispatcher.fire("alert", event=event)
+
+    def audit(self, event: AuditEvent) -> None:
+        """Record an administrative change through the `audit` hook, off the request path."""
+        self.dispatcher.fire("audit", event=event)
+
+
+def load(config_path: str | None = None) -> Settings:
+    """Settings with the enabled plugins' `prepare_environment` run before the config is resolved."""
+
+    def prepare(raw: dict[str, Any]) -> None:
+        host = PluginHost()
+        host.discover(raw)
+        host.prepare_environment()
+
+    return load_settings(config_path, prepare=prepare)
+
+
+def _request_id() -> str:
+    rid = request.headers.get("x-request-id")
+    if rid and len(rid) <= 128 and rid.isprintable():
+        return rid
+    return str(uuid.uuid4())
+
+
+def create_app(settings: Settings) -> Quart:
+    """Build the app: plugins registered, hooks ordered, routes mounted, serving hooks wired."""
+    host = PluginHost()
+    host.discover(settings.raw)
+    gw = Gateway(settings, host)
+    host.instantiate(settings, gw)
+    gw.dispatcher = Dispatcher(host)
+    gw.holds_streams = any(s.cls.buffers_stream for s in host.slots.values())
+
+    app = Quart("gateway")
+    app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
+    app.gateway = gw  # type: ignore[attr-defined]
+    errors.install(app)
+    app.register_blueprint(llm.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(info.bp)
+    for blueprints in host.pm.hook.routes(gateway=gw):
+        for blueprint in blueprints or ():
+            app.register_blueprint(blueprint)
+
+    public = gw.public_paths
+    access_log = gw.access_log
+
+    @app.before_request
+    async def identify() -> None:
+        g.started = time.perf_counter()
+        g.request_id = _request_id()
+        g.principal = None
+        if request.path in public or request.method == "OPTIONS" or request.routing_exception is not None:
+            return  # public, a preflight, or no such route (answered 404/405 without a key)
+        g.principal = await auth.authenticate(request, gw)
+
+    @app.after_request
+    async def stamp(response: Response) -> Response:
+        rid = getattr(g, "request_id", None)
+        if rid:
+            response.headers["x-request-id"] = rid
+        if not getattr(g, "streaming", False) and hasattr(g, "started"):
+            access_log.response(rid or "-", request.method, request.path, g.principal,
+                                getattr(g, "model", None), response.status_code, g.started)
+        return response
+
+    @app.before_serving
+    async def start() -> None:
+        if gw.master_key is None:
+            log.warning("NO MASTER KEY IS SET: every caller is admin (development mode). "
+                        "Set general_settings.master_key or GATEWAY_MASTER_KEY before exposing this gateway.")
+        await gw.dispatcher.run_lifecycle("startup", gw)
+        log.info("gateway ready: %d model group(s), plugins: %s", len(gw.router.groups),
+                 ", ".join(s.name for s in host.ordered()) or "none")
+
+    @app.after_serving
+    async def stop() -> None:
+        await gw.dispatcher.drain()
+        await gw.dispatcher.run_lifecycle("shutdown", gw)
+        await gw.dispatcher.drain()
+        await gw.router.close()
+
+    return app

@@ -1,0 +1,112 @@
+"""The `gateway` command: serve (the seed's flags), `plugins`, and the operator subcommands.
+
+    gateway --config config.yaml [--host H] [--port 4000] [--num_workers N] [--detailed_debug]
+    gateway plugins [--config config.yaml] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+import gateway
+from gateway.core.plugins import PluginError
+from gateway.core.providers.deployment import DeploymentError
+from gateway.core.settings import ConfigError
+
+STARTUP_ERRORS = (ConfigError, PluginError, DeploymentError)
+
+
+def _fail(message: str) -> int:
+    print(f"gateway: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway", description="An OpenAI-compatible LLM gateway.")
+    p.add_argument("--config", "-c", help="YAML config file (default: $GATEWAY_CONFIG)")
+    p.add_argument("--host", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port to bind (default $PORT or 4000)")
+    p.add_argument("--num_workers", "--num-workers", type=int, dest="num_workers", help="worker processes (default 1)")
+    p.add_argument("--detailed_debug", "--detailed-debug", action="store_true", dest="detailed_debug",
+                   help="debug logs, including each request sent upstream (provider keys masked)")
+    p.add_argument("--version", action="version", version=f"gateway {gateway.__version__}")
+    return p
+
+
+def serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    if args.config:
+        os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    if args.detailed_debug:
+        os.environ["GATEWAY_DETAILED_DEBUG"] = "true"
+    from gateway.core.app import create_app, load
+    from gateway.core.logsetup import configure_logging
+
+    configure_logging()
+    try:
+        settings = load()
+        create_app(settings)  # build once here so that every start-up error is one line
+    except STARTUP_ERRORS as exc:
+        return _fail(str(exc))
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    host = args.host or settings.env.host
+    port = args.port or settings.env.port
+    workers = args.num_workers or settings.env.num_workers
+    if workers < 1:
+        return _fail("--num_workers must be at least 1")
+    config = Config()
+    config.application_path = "gateway.core.asgi:app"
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.workers = 0 if workers == 1 else workers
+    config.accesslog = None
+    config.errorlog = "-"
+    config.keep_alive_timeout = 75
+    config.graceful_timeout = 30
+    print(f"gateway {gateway.__version__} serving on http://{host}:{port} with {workers} worker(s)", file=sys.stderr)
+    return run(config) or 0
+
+
+def plugins(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="gateway plugins", description="List installed and enabled plugins.")
+    p.add_argument("--config", "-c")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    from gateway.core.app import create_app, load
+
+    try:
+        app = create_app(load(args.config))
+    except STARTUP_ERRORS as exc:
+        return _fail(str(exc))
+    info = app.gateway.host.describe()  # type: ignore[attr-defined]
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print("installed:")
+    for row in info["installed"] or [{"name": "(none)", "distribution": "", "version": "", "enabled": False}]:
+        mark = "*" if row["enabled"] else " "
+        print(f"  {mark} {row['name']:<28} {row['distribution'] or ''} {row['version'] or ''}")
+    print("enabled, in order:")
+    for row in info["enabled"]:
+        print(f"  {row['priority']:>5}  {row['name']:<26} mode={row['mode']} on_error={row['on_error']} "
+              f"timeout_s={row['timeout_s']} hooks={','.join(row['hooks'])} ({row['enabled_by']})")
+    return 0
+
+
+COMMANDS = {"plugins": plugins}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Every error, from any route or plugin, as the OpenAI error envelope with `x-request-id`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from quart import Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.errors")
+
+HTTP_TYPES = {
+    400: "bad_request_error",
+    401: "auth_error",
+    403: "auth_error",
+    404: "not_found_error",
+    405: "method_not_allowed",
+    413: "bad_request_error",
+    415: "bad_request_error",
+}
+
+
+def error_response(err: GatewayError, request_id: str | None = None) -> Response:
+    headers = dict(err.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(orjson.dumps(err.to_dict()), status=err.status, headers=headers, content_type="application/json")
+
+
+def install(app: Any) -> None:
+    """Register the envelope for GatewayError, HTTP errors (404, 405, ...) and anything else."""
+
+    @app.errorhandler(GatewayError)
+    async def on_gateway_error(err: GatewayError) -> Response:
+        return error_response(err, getattr(g, "request_id", None))
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        if status == 404:
+            message = f"Route not found: {request.method} {request.path}"
+        elif status == 405:
+            message = f"Method {request.method} not allowed on {request.path}"
+        else:
+            message = err.description or err.name
+        gerr = GatewayError(message, status=status, type=HTTP_TYPES.get(status, "api_error"))
+        resp = error_response(gerr, getattr(g, "request_id", None))
+        if status == 405 and getattr(err, "valid_methods", None):
+            resp.headers["allow"] = ", ".join(err.valid_methods)
+        return resp
+
+    @app.errorhandler(Exception)
+    async def on_unexpected(err: Exception) -> Response:
+        rid = getattr(g, "request_id", None)
+        log.exception("request %s: unexpected error", rid)
+        gerr = GatewayError(f"Internal server error (request id {rid})", status=500, type="internal_server_error")
+        return error_response(gerr, rid)

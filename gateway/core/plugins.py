@@ -1,0 +1,239 @@
+"""Find the enabled plugins through entry points, build their configs, register them with pluggy.
+
+A plugin is enabled by name (`litellm_settings.callbacks`, the seed's way, or the native `plugins:`
+list) or by a seed setting it declares (`switched_on_by`). Its config comes from its native entry,
+else from the seed's flat keys its `Config` declares. Every failure is one clear line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Mapping
+
+import pluggy
+from pydantic import ValidationError
+
+from gateway import hookspecs
+from gateway.plugin import Plugin
+
+ENTRY_POINT_GROUP = "gateway"
+log = logging.getLogger("gateway.plugins")
+
+
+class PluginError(Exception):
+    """A plugin cannot be loaded, configured or registered; the message is one line."""
+
+
+@dataclass(slots=True)
+class PluginSlot:
+    """One enabled plugin with the framework's knobs as configured."""
+
+    name: str
+    cls: type[Plugin]
+    distribution: str | None
+    version: str | None
+    priority: int
+    timeout_s: float | None
+    on_error: str
+    mode: str
+    config: dict[str, Any] = field(default_factory=dict)
+    enabled_by: str = "config"
+    instance: Plugin | None = None
+
+
+def installed_entry_points() -> dict[str, EntryPoint]:
+    """Every plugin installed in this environment, by entry-point name (not imported)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _distribution_name(name: str) -> str:
+    return "gateway-plugin-" + name.replace("_", "-")
+
+
+def load_class(name: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], str | None, str | None]:
+    ep = eps.get(name)
+    if ep is None:
+        raise PluginError(
+            f"plugin {name!r} is enabled in the config but not installed; "
+            f"install it with: pip install {_distribution_name(name)}"
+        )
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin must not give a traceback wall
+        raise PluginError(f"plugin {name!r} failed to import ({ep.value}): {type(exc).__name__}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+        raise PluginError(f"plugin {name!r}: entry point {ep.value} is not a gateway.Plugin subclass")
+    dist = ep.dist.name if ep.dist else None
+    version = ep.dist.version if ep.dist else None
+    return cls, dist, version
+
+
+def _native_entries(file_plugins: list[Any]) -> dict[str, Any]:
+    return {entry.name: entry for entry in file_plugins if entry.enabled}
+
+
+def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) -> dict[str, str]:
+    """Names of the plugins to enable, each with why: 'callbacks', 'plugins', or the setting."""
+    names: dict[str, str] = {}
+    litellm = raw_config.get("litellm_settings") or {}
+    general = raw_config.get("general_settings") or {}
+    callbacks = litellm.get("callbacks") or []
+    if isinstance(callbacks, str):
+        callbacks = [callbacks]
+    for name in callbacks:
+        if isinstance(name, str):
+            names.setdefault(name, "litellm_settings.callbacks")
+    for entry in raw_config.get("plugins") or []:
+        if isinstance(entry, dict) and entry.get("enabled", True) and isinstance(entry.get("name"), str):
+            names.setdefault(entry["name"], "plugins")
+    flat = {**general, **litellm}
+    for name, ep in eps.items():
+        if name in names:
+            continue
+        # Only plugins that declare a switch are inspected; their module must import cheaply.
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            log.warning("installed plugin %r could not be imported, skipped: %s", name, exc)
+            continue
+        if isinstance(cls, type) and issubclass(cls, Plugin) and cls.switched_on_by:
+            if cls.is_switched_on(flat, os.environ):
+                names[name] = "setting " + "/".join(cls.switched_on_by)
+    return names
+
+
+def build_config(slot_cls: type[Plugin], name: str, native: dict[str, Any] | None, flat: Mapping[str, Any]) -> Any:
+    """Validate a plugin's config: the native entry's `config`, else the seed's flat keys."""
+    fields = slot_cls.Config.model_fields
+    accepted = set(fields)
+    for f in fields.values():
+        if f.alias:
+            accepted.add(f.alias)
+        if f.validation_alias and isinstance(f.validation_alias, str):
+            accepted.add(f.validation_alias)
+    data = {k: v for k, v in flat.items() if k in accepted}
+    if native:
+        data.update(native)
+    try:
+        return slot_cls.Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(config)"
+        raise PluginError(f"plugin {name!r}: config key {key}: {first['msg']}") from None
+
+
+class PluginHost:
+    """The pluggy manager plus the enabled plugins and their knobs, in one place."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("gateway")
+        self.pm.add_hookspecs(hookspecs)
+        self.slots: dict[str, PluginSlot] = {}
+        self.eps: dict[str, EntryPoint] = {}
+
+    def discover(self, raw_config: Mapping[str, Any]) -> None:
+        """Load the classes of the enabled plugins (no instances yet)."""
+        self.eps = installed_entry_points()
+        natives = {
+            e["name"]: e for e in (raw_config.get("plugins") or []) if isinstance(e, dict) and "name" in e
+        }
+        for name, why in enabled_names(raw_config, self.eps).items():
+            cls, dist, version = load_class(name, self.eps)
+            native = natives.get(name, {})
+            self.slots[name] = PluginSlot(
+                name=name,
+                cls=cls,
+                distribution=dist,
+                version=version,
+                priority=native.get("priority") if native.get("priority") is not None else cls.priority,
+                timeout_s=native.get("timeout_s"),
+                on_error=native.get("on_error", "fail_closed"),
+                mode=native.get("mode", "enforce"),
+                enabled_by=why,
+            )
+
+    def add_builtin(self, cls: type[Plugin], **knobs: Any) -> None:
+        """Core features that run through the same hooks (virtual-key auth, audit store...)."""
+        self.slots[cls.name] = PluginSlot(
+            name=cls.name, cls=cls, distribution="gateway", version=None,
+            priority=knobs.get("priority", cls.priority), timeout_s=knobs.get("timeout_s"),
+            on_error=knobs.get("on_error", "fail_closed"), mode="enforce", enabled_by="builtin",
+        )
+
+    def prepare_environment(self) -> None:
+        """Run `prepare_environment` of the enabled plugins before the config is read.
+
+        It runs before any plugin is built, so a plugin declares it as a staticmethod or
+        classmethod."""
+        for slot in self.ordered():
+            raw = inspect.getattr_static(slot.cls, "prepare_environment", None)
+            fn = getattr(slot.cls, "prepare_environment", None)
+            if fn is None or not hasattr(fn, "gateway_impl"):
+                continue
+            if not isinstance(raw, (staticmethod, classmethod)):
+                raise PluginError(
+                    f"plugin {slot.name!r}: prepare_environment must be a staticmethod or classmethod"
+                )
+            try:
+                fn(os.environ)
+            except Exception as exc:
+                raise PluginError(f"plugin {slot.name!r}: prepare_environment failed: {exc}") from None
+
+    def instantiate(self, settings: Any, gateway: Any) -> None:
+        """Build each plugin's config and instance, then register it with pluggy."""
+        natives = {e.name: e for e in settings.file.plugins}
+        flat = settings.flat_settings
+        for slot in self.ordered():
+            native = natives.get(slot.name)
+            config = build_config(slot.cls, slot.name, native.config if native else None, flat)
+            slot.config = config.model_dump()
+            try:
+                slot.instance = slot.cls(config, gateway)
+            except Exception as exc:
+                raise PluginError(f"plugin {slot.name!r} failed to start: {type(exc).__name__}: {exc}") from None
+            try:
+                self.pm.register(slot.instance, name=slot.name)
+            except (pluggy.PluginValidationError, ValueError) as exc:
+                raise PluginError(f"plugin {slot.name!r}: {exc}") from None
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin_name!r}: {exc} (no such hook in gateway.hookspecs)") from None
+
+    def ordered(self) -> list[PluginSlot]:
+        """Plugins by priority, high first; ties by name."""
+        return sorted(self.slots.values(), key=lambda s: (-s.priority, s.name))
+
+    def hooks_of(self, slot: PluginSlot) -> list[str]:
+        if slot.instance is None:
+            return []
+        return sorted(
+            name for name in dir(hookspecs) if not name.startswith("_")
+            and hasattr(getattr(slot.instance, name, None), "gateway_impl")
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """What `gateway plugins` and `GET /plugins` show."""
+        installed = []
+        for name, ep in sorted(self.eps.items()):
+            installed.append({
+                "name": name,
+                "distribution": ep.dist.name if ep.dist else None,
+                "version": ep.dist.version if ep.dist else None,
+                "entry_point": ep.value,
+                "enabled": name in self.slots,
+            })
+        enabled = [
+            {
+                "name": s.name, "distribution": s.distribution, "version": s.version,
+                "enabled_by": s.enabled_by, "priority": s.priority, "timeout_s": s.timeout_s,
+                "on_error": s.on_error, "mode": s.mode, "buffers_stream": s.cls.buffers_stream,
+                "hooks": self.hooks_of(s),
+            }
+            for s in self.ordered()
+        ]
+        return {"installed": installed, "enabled": enabled}

@@ -1,0 +1,1 @@
+"""Model providers: how one deployment is called. OpenAI-compatible HTTP, and the built-in fake."""

@@ -1,0 +1,154 @@
+"""Calls to any upstream that speaks the OpenAI wire format (OpenAI, Azure, vLLM, Groq, ...).
+
+httpx is the API; its transport is aiohttp's (httpx-aiohttp), because httpx's own connection pool
+is the bottleneck under concurrency (encode/httpx#3215): one pooled client per upstream host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+import orjson
+from httpx_aiohttp import AiohttpTransport
+
+from gateway.core.providers.deployment import Deployment
+from gateway.errors import UpstreamConnectionError, UpstreamTimeoutError
+
+log = logging.getLogger("gateway.upstream")
+
+PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings"}
+
+
+class HttpReply:
+    """An upstream HTTP response, read whole or streamed; closing returns the connection."""
+
+    __slots__ = ("response", "status", "headers", "deployment")
+
+    def __init__(self, response: httpx.Response, deployment: Deployment) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.headers = response.headers
+        self.deployment = deployment
+
+    async def read(self) -> bytes:
+        try:
+            async with asyncio.timeout(self.deployment.timeout):
+                return await self.response.aread()
+        except Exception as exc:
+            raise map_transport_error(exc, self.deployment) from None
+        finally:
+            await self.response.aclose()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                yield chunk
+        except Exception as exc:
+            raise map_transport_error(exc, self.deployment) from None
+
+    async def close(self) -> None:
+        await self.response.aclose()
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (TimeoutError, aiohttp.ServerTimeoutError, httpx.ReadTimeout, httpx.PoolTimeout)):
+            return True
+        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, aiohttp.ServerTimeoutError):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
+
+
+def map_transport_error(exc: BaseException, dep: Deployment) -> Exception:
+    """A transport failure as the client should see it: which deployment, never its key."""
+    where = f"{dep.model_name} ({dep.provider} at {dep.api_base})"
+    if isinstance(exc, (UpstreamConnectionError, UpstreamTimeoutError)):
+        return exc  # type: ignore[return-value]
+    if _is_timeout(exc):
+        return UpstreamTimeoutError(f"{dep.provider_display}Exception - Request timed out calling deployment {where}")
+    detail = type(exc.__cause__ or exc).__name__
+    return UpstreamConnectionError(f"{dep.provider_display}Exception - Connection error calling deployment {where}: {detail}")
+
+
+class ClientPool:
+    """One pooled httpx client (aiohttp transport) per upstream scheme+host+port, reused.
+
+    `transport="httpx"` uses httpx's own pool instead: kept only so the benchmark can show why not.
+    """
+
+    def __init__(self, max_connections: int = 1000, transport: str = "aiohttp") -> None:
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._max = max_connections
+        self._transport = transport
+
+    def get(self, url: str) -> httpx.AsyncClient:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        client = self._clients.get(key)
+        if client is None:
+            limits = httpx.Limits(max_connections=self._max, max_keepalive_connections=self._max)
+            if self._transport == "httpx":
+                client = httpx.AsyncClient(limits=limits, timeout=None, trust_env=False)
+            else:
+                client = httpx.AsyncClient(
+                    transport=AiohttpTransport(limits=limits, trust_env=False), timeout=None, trust_env=False
+                )
+            self._clients[key] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            await c.aclose()
+
+
+def build_request(dep: Deployment, call_type: str, body: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
+    """URL, headers and JSON bytes for one upstream call."""
+    path = PATHS[call_type]
+    base = dep.api_base.rstrip("/")  # type: ignore[union-attr]
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if dep.provider.startswith("azure"):
+        url = f"{base}/openai/deployments/{dep.upstream_model}/{path}?api-version={dep.api_version}"
+        if dep.api_key:
+            headers["api-key"] = dep.api_key
+    else:
+        url = f"{base}/{path}"
+        if dep.api_key:
+            headers["authorization"] = f"Bearer {dep.api_key}"
+    headers.update(dep.extra_headers)
+    body = dict(body)
+    body["model"] = dep.upstream_model
+    return url, headers, orjson.dumps(body)
+
+
+def mask_secret(value: str) -> str:
+    """Enough of a secret to recognise it in a debug log, never enough to use it."""
+    if value.lower().startswith("bearer "):
+        return "Bearer " + mask_secret(value[7:])
+    return value[:4] + "*" * 12 if len(value) > 8 else "*" * 8
+
+
+async def send(pool: ClientPool, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> HttpReply:
+    url, headers, content = build_request(dep, call_type, body)
+    if log.isEnabledFor(logging.DEBUG):
+        shown = {k: (mask_secret(v) if k in ("authorization", "api-key") else v) for k, v in headers.items()}
+        log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", url, shown, content.decode(errors="replace"))
+    client = pool.get(url)
+    timeout = dep.stream_timeout if stream else dep.timeout
+    request = client.build_request(
+        "POST", url, headers=headers, content=content,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            response = await client.send(request, stream=True)
+    except Exception as exc:
+        raise map_transport_error(exc, dep) from None
+    return HttpReply(response, dep)

@@ -1,0 +1,206 @@
+"""The OpenAI-compatible LLM routes: the request path of DESIGN.md section 4.
+
+auth (done before the route) -> parse and check the body -> `pre_request` -> choose a deployment
+and call it (with retries) -> `stream_chunk` / `post_response` -> reply -> `request_finished`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response, current_app, g, request
+
+from gateway.context import Outcome, RequestContext
+from gateway.core import streaming
+from gateway.core.errors import error_response
+from gateway.errors import BadRequestError, GatewayError
+
+bp = Blueprint("llm", __name__)
+
+# Request fields the gateway consumes; never sent upstream.
+GATEWAY_FIELDS = ("metadata", "tags")
+REQUIRED_INPUT = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
+
+
+async def read_json_body() -> dict[str, Any]:
+    raw = await request.get_data(cache=False)
+    if not raw:
+        raise BadRequestError("Request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"Malformed JSON in request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("Request body must be a JSON object")
+    return body
+
+
+def _check_types(call_type: str, body: dict[str, Any]) -> None:
+    """Reject wrong field types with a 400 naming the field (the upstream checks the rest)."""
+    field = REQUIRED_INPUT[call_type]
+    value = body.get(field)
+    if value is None:
+        raise BadRequestError(f"Missing required parameter: {field}", param=field)
+    if call_type == "acompletion":
+        if not isinstance(value, list) or not value:
+            raise BadRequestError("messages must be a non-empty list of message objects", param="messages")
+        for i, m in enumerate(value):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                raise BadRequestError(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
+    elif not isinstance(value, (str, list)):
+        raise BadRequestError(f"{field} must be a string or a list", param=field)
+    checks = (("stream", bool), ("user", str), ("metadata", dict), ("tags", list), ("stream_options", dict))
+    for name, kind in checks:
+        v = body.get(name)
+        if v is not None and not isinstance(v, kind):
+            raise BadRequestError(f"{name} must be of type {kind.__name__}", param=name)
+
+
+def _upstream_body(ctx: RequestContext) -> tuple[dict[str, Any], bool]:
+    """What goes upstream; for streams, usage is always asked for (and hidden if not wanted)."""
+    body = {k: v for k, v in ctx.body.items() if k not in GATEWAY_FIELDS}
+    wants_usage = True
+    if ctx.stream and ctx.call_type != "aembedding":
+        options = dict(body.get("stream_options") or {})
+        wants_usage = bool(options.get("include_usage"))
+        options["include_usage"] = True
+        body["stream_options"] = options
+    return body, wants_usage
+
+
+def _usage_of(data: Any) -> dict[str, Any] | None:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+async def handle(call_type: str, path_model: str | None = None) -> Response:
+    gw = current_app.gateway
+    body = await read_json_body()
+    if path_model:
+        body["model"] = path_model
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequestError("model must be a non-empty string", param="model")
+    _check_types(call_type, body)
+    metadata = body.get("metadata") or {}
+    ctx = RequestContext(
+        request_id=g.request_id, call_type=call_type, route=request.path, body=body,
+        principal=g.principal, headers=dict(request.headers), model=model,
+        stream=body.get("stream") is True, end_user=body.get("user"), metadata=metadata,
+    )
+    ctx.started = g.started
+    g.model = model
+    dispatcher = gw.dispatcher
+    try:
+        gw.router.group(model)
+        if dispatcher.has("pre_request"):
+            await dispatcher.run_chain("pre_request", ctx)
+        upstream_body, wants_usage = _upstream_body(ctx)
+        reply = await gw.router.call(ctx, call_type, upstream_body, ctx.stream)
+        if ctx.stream:
+            return _stream_response(gw, ctx, reply, wants_usage)
+        started = time.perf_counter()
+        raw = await reply.read()
+        ctx.upstream_seconds += time.perf_counter() - started
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise GatewayError(f"{ctx.deployment.provider_display}Exception - upstream returned invalid JSON",
+                               status=502, type="api_error") from None
+        if dispatcher.has("post_response"):
+            await dispatcher.run_chain("post_response", ctx, response=data)
+            raw = orjson.dumps(data)
+    except GatewayError as exc:
+        finish(gw, ctx, "blocked" if ctx.blocked_by else "failure", exc.status, error=exc)
+        return error_response(exc, ctx.request_id)
+    finish(gw, ctx, "success", 200, response=data, usage=_usage_of(data))
+    resp = Response(raw, status=200, content_type="application/json")
+    resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+    return resp
+
+
+def overhead_ms(ctx: RequestContext) -> str:
+    total = time.perf_counter() - ctx.started
+    return f"{max(0.0, total - ctx.upstream_seconds) * 1000:.3f}"
+
+
+def finish(gw: Any, ctx: RequestContext, status: str, http_status: int, *, response: Any = None,
+           usage: dict[str, Any] | None = None, error: Exception | None = None, estimated: bool = False) -> None:
+    """Record how the call ended: hand the outcome to the `request_finished` observers."""
+    if gw.dispatcher.has("request_finished"):
+        outcome = Outcome(status=status, http_status=http_status, response=response, usage=usage,
+                          usage_estimated=estimated, error=error)
+        gw.dispatcher.fire("request_finished", ctx=ctx, outcome=outcome)
+
+
+def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool) -> Response:
+    hold = gw.holds_streams
+
+    def on_end(status: str, error: GatewayError | None, assembler: streaming.Assembler) -> None:
+        result = assembler.result() if assembler.first is not None else None
+        # No error but not a success: the client went away mid-stream (nginx's 499).
+        http_status = 200 if status == "success" else (error.status if error else 499)
+        finish(gw, ctx, status, http_status, response=result, usage=assembler.usage, error=error)
+        gw.access_log.stream_finished(ctx, http_status)
+
+    events = streaming.relay(ctx, reply, gw.dispatcher, chat=ctx.call_type == "acompletion",
+                             client_wants_usage=wants_usage, hold=hold, finish=on_end)
+    resp = Response(events, status=200, content_type="text/event-stream")
+    resp.headers["cache-control"] = "no-cache"
+    resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+    g.streaming = True
+    return resp
+
+
+async def chat_completions(model: str | None = None) -> Response:
+    return await handle("acompletion", model)
+
+
+async def completions(model: str | None = None) -> Response:
+    return await handle("atext_completion", model)
+
+
+async def embeddings(model: str | None = None) -> Response:
+    return await handle("aembedding", model)
+
+
+for prefix in ("", "/v1"):
+    bp.add_url_rule(f"{prefix}/chat/completions", f"chat{prefix}", chat_completions, methods=["POST"])
+    bp.add_url_rule(f"{prefix}/completions", f"completions{prefix}", completions, methods=["POST"])
+    bp.add_url_rule(f"{prefix}/embeddings", f"embeddings{prefix}", embeddings, methods=["POST"])
+for form in ("/engines/<path:model>", "/openai/deployments/<path:model>"):
+    name = form.split("/")[1]
+    bp.add_url_rule(f"{form}/chat/completions", f"chat_{name}", chat_completions, methods=["POST"])
+    bp.add_url_rule(f"{form}/completions", f"completions_{name}", completions, methods=["POST"])
+    bp.add_url_rule(f"{form}/embeddings", f"embeddings_{name}", embeddings, methods=["POST"])
+
+
+def _model_card(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "gateway"}
+
+
+def visible_models(gw: Any, principal: Any) -> list[str]:
+    names = gw.router.model_names()
+    if principal is not None and principal.models and "all-proxy-models" not in principal.models:
+        allowed = set(principal.models)
+        names = [n for n in names if n in allowed]
+    return names
+
+
+@bp.get("/models")
+@bp.get("/v1/models")
+async def list_models() -> Any:
+    gw = current_app.gateway
+    created = int(gw.started_at)
+    return {"object": "list", "data": [_model_card(n, created) for n in visible_models(gw, g.principal)]}
+
+
+@bp.get("/models/<path:model>")
+@bp.get("/v1/models/<path:model>")
+async def get_model(model: str) -> Any:
+    gw = current_app.gateway
+    if model not in visible_models(gw, g.principal):
+        raise GatewayError(f"The model '{model}' does not exist", status=404, type="not_found_error", param="model")
+    return _model_card(model, int(gw.started_at))

@@ -1,0 +1,210 @@
+"""Settings: the environment (pydantic-settings) and the LiteLLM-style YAML config file.
+
+The YAML keeps LiteLLM's shape (`model_list`, `litellm_settings`, `general_settings`,
+`router_settings`, `environment_variables`) so that existing config files work unchanged; a native
+`plugins:` list is accepted beside it. Any string `os.environ/NAME` is replaced by that variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A config problem, reported as one line naming the key path and what is wrong."""
+
+
+class Environment(BaseSettings):
+    """What the environment says, read once at start-up."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    config: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_CONFIG", "CONFIG_FILE_PATH"))
+    master_key: str | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_MASTER_KEY", "LITELLM_MASTER_KEY")
+    )
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    host: str = Field("0.0.0.0", validation_alias=AliasChoices("GATEWAY_HOST", "HOST"))
+    port: int = Field(4000, validation_alias="PORT")
+    num_workers: int = Field(1, validation_alias=AliasChoices("GATEWAY_NUM_WORKERS", "NUM_WORKERS"))
+    detailed_debug: bool = Field(False, validation_alias="GATEWAY_DETAILED_DEBUG")
+    log_level: str = Field("INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LITELLM_LOG"))
+    http_transport: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
+
+
+class LiteLLMParams(BaseModel):
+    """Where and how to call one deployment."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    timeout: float | None = Field(None, gt=0)
+    stream_timeout: float | None = Field(None, gt=0)
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+    weight: float | None = Field(None, ge=0)
+    input_cost_per_token: float | None = Field(None, ge=0)
+    output_cost_per_token: float | None = Field(None, ge=0)
+    mock_response: str | None = None
+    extra_headers: dict[str, str] | None = None
+
+
+class ModelEntry(BaseModel):
+    """One deployment of a model group; several entries may share a `model_name`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_name: str
+    litellm_params: LiteLLMParams
+    model_info: dict[str, Any] = Field(default_factory=dict)
+
+
+class PluginEntry(BaseModel):
+    """A native plugin entry: its name plus the framework's four knobs and its own config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    priority: int | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    mode: Literal["enforce", "monitor"] = "enforce"
+    enabled: bool = True
+
+
+class RouterSettings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    num_retries: int | None = Field(None, ge=0)
+    timeout: float | None = Field(None, gt=0)
+    cooldown_time: float | None = Field(None, ge=0)
+    routing_strategy: str = "simple-shuffle"
+
+
+class ConfigFile(BaseModel):
+    """The YAML file. Sections keep unknown keys: plugins read their flat settings from them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_list: list[ModelEntry] = Field(default_factory=list)
+    litellm_settings: dict[str, Any] = Field(default_factory=dict)
+    general_settings: dict[str, Any] = Field(default_factory=dict)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    environment_variables: dict[str, Any] = Field(default_factory=dict)
+    plugins: list[PluginEntry] = Field(default_factory=list)
+
+
+class Settings(BaseModel):
+    """Everything the app is built from: the environment plus the parsed config file."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    env: Environment
+    file: ConfigFile
+    config_path: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def master_key(self) -> str | None:
+        return self.file.general_settings.get("master_key") or self.env.master_key
+
+    @property
+    def database_url(self) -> str | None:
+        return self.env.database_url or self.file.general_settings.get("database_url")
+
+    @property
+    def flat_settings(self) -> dict[str, Any]:
+        """`general_settings` overlaid by `litellm_settings`: where plugins' seed keys live."""
+        return {**self.file.general_settings, **self.file.litellm_settings}
+
+    @property
+    def num_retries(self) -> int:
+        value = self.file.router_settings.num_retries
+        if value is None:
+            value = self.file.litellm_settings.get("num_retries")
+        return 2 if value is None else int(value)
+
+
+def _resolve_env_refs(value: Any, path: str) -> Any:
+    """Replace every `os.environ/NAME` string (at any depth) with the variable's value."""
+    if isinstance(value, str):
+        if value.startswith("os.environ/"):
+            name = value[len("os.environ/"):]
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return os.environ[name]
+        return value
+    if isinstance(value, dict):
+        return {k: _resolve_env_refs(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env_refs(v, f"{path}.{i}") for i, v in enumerate(value)]
+    return value
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = len(err.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {first['msg']}{suffix}"
+
+
+def read_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Load the YAML (or return an empty config) and export its `environment_variables`."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(p)!r}: the top level must be a mapping")
+    for section in ("litellm_settings", "general_settings", "router_settings", "environment_variables"):
+        if raw.get(section) is None and section in raw:
+            raw[section] = {}
+    env_vars = raw.get("environment_variables") or {}
+    if not isinstance(env_vars, dict):
+        raise ConfigError("environment_variables: must be a mapping of NAME: value")
+    for name, value in env_vars.items():
+        if value is not None:
+            os.environ[str(name)] = str(value)
+    return raw
+
+
+def load_settings(config_path: str | None = None, prepare: Callable[[dict[str, Any]], None] | None = None) -> Settings:
+    """Read the environment and the config file; raise ConfigError with one clear line.
+
+    `prepare(raw)` runs after `environment_variables` are exported and before any `os.environ/`
+    reference is resolved: the plugins' `prepare_environment` (e.g. KMS decryption) goes there.
+    """
+    try:
+        env = Environment()
+    except ValidationError as err:
+        raise ConfigError(f"environment: {_format_validation_error(err)}") from None
+    path = config_path or env.config
+    raw = read_config_file(path)
+    if prepare is not None:
+        prepare(raw)
+        env = Environment()  # prepare may have changed the environment (decrypted secrets)
+    resolved = _resolve_env_refs(raw, "")
+    try:
+        file = ConfigFile.model_validate(resolved)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+    return Settings(env=env, file=file, config_path=str(path) if path else None, raw=raw)

@@ -1,0 +1,178 @@
+"""Relaying an upstream SSE stream to the client, chunk by chunk, through the response hooks.
+
+Chunks are passed through as the upstream sent them unless a `stream_chunk` plugin may change
+them. `post_response` sees the assembled reply at the end; a plugin with `buffers_stream` makes the
+gateway hold every byte until that verdict. A failure or block after bytes left ends the stream with
+an SSE error event (the OpenAI SDKs raise it as an APIError).
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import orjson
+
+from gateway.errors import GatewayError, UpstreamConnectionError
+
+DONE = b"data: [DONE]\n\n"
+
+
+def error_event(err: GatewayError) -> bytes:
+    return b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Split a byte stream into SSE `data` payloads (multi-line data joined, comments skipped)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            event, buffer = buffer[:end], buffer[end + 2:]
+            data = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+            if data:
+                yield b"\n".join(data)
+    tail = buffer.strip()
+    if tail.startswith(b"data:"):
+        yield tail[5:].strip()
+
+
+class Assembler:
+    """Builds the whole reply (a `chat.completion` or `text_completion`) from its chunks."""
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+        self.first: dict[str, Any] | None = None
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if self.first is None:
+            self.first = chunk
+        for choice in chunk.get("choices") or ():
+            idx = choice.get("index", 0)
+            slot = self.choices.setdefault(idx, {"index": idx, "content": [], "role": "assistant",
+                                                 "tool_calls": {}, "finish_reason": None})
+            if choice.get("finish_reason"):
+                slot["finish_reason"] = choice["finish_reason"]
+            if not self.chat:
+                if choice.get("text"):
+                    slot["content"].append(choice["text"])
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("role"):
+                slot["role"] = delta["role"]
+            if delta.get("content"):
+                slot["content"].append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                tc = slot["tool_calls"].setdefault(call.get("index", 0), {"id": None, "type": "function",
+                                                                            "function": {"name": "", "arguments": ""}})
+                if call.get("id"):
+                    tc["id"] = call["id"]
+                fn = call.get("function") or {}
+                if fn.get("name"):
+                    tc["function"]["name"] += fn["name"]
+                if fn.get("arguments"):
+                    tc["function"]["arguments"] += fn["arguments"]
+
+    @property
+    def finished(self) -> bool:
+        return any(c["finish_reason"] for c in self.choices.values())
+
+    def result(self) -> dict[str, Any]:
+        first = self.first or {}
+        choices = []
+        for idx in sorted(self.choices):
+            c = self.choices[idx]
+            text = "".join(c["content"])
+            if self.chat:
+                message: dict[str, Any] = {"role": c["role"], "content": text}
+                if c["tool_calls"]:
+                    message["tool_calls"] = [c["tool_calls"][k] for k in sorted(c["tool_calls"])]
+                choices.append({"index": idx, "message": message, "finish_reason": c["finish_reason"]})
+            else:
+                choices.append({"index": idx, "text": text, "finish_reason": c["finish_reason"]})
+        out = {"id": first.get("id"), "object": "chat.completion" if self.chat else "text_completion",
+               "created": first.get("created"), "model": first.get("model"), "choices": choices}
+        if self.usage:
+            out["usage"] = self.usage
+        return out
+
+
+async def relay(
+    ctx: Any,
+    reply: Any,
+    dispatcher: Any,
+    *,
+    chat: bool,
+    client_wants_usage: bool,
+    hold: bool,
+    finish: Any,
+) -> AsyncIterator[bytes]:
+    """The client's byte stream. `finish(status, error, assembler)` records the outcome once."""
+    chunk_hooks = dispatcher.has("stream_chunk")
+    judge = dispatcher.has("post_response")
+    assembler = Assembler(chat)
+    held: list[bytes] = []
+    status, error = "failure", None
+    try:
+        async for data in sse_events(reply.iter_bytes()):
+            if data == b"[DONE]":
+                if judge:
+                    await dispatcher.run_chain("post_response", ctx, response=assembler.result())
+                for out in held:
+                    yield out
+                held.clear()
+                yield DONE
+                status = "success"
+                return
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(chunk, dict):
+                continue
+            if "error" in chunk:
+                err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                raise GatewayError(
+                    f"{ctx.deployment.provider_display}Exception - {err.get('message', 'stream failed')}",
+                    status=502, type=err.get("type") or "api_error",
+                )
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                assembler.usage = usage
+                if not chunk.get("choices") and not client_wants_usage:
+                    continue
+            if chunk_hooks:
+                if not await dispatcher.run_stream_chunk(ctx, chunk):
+                    continue
+                out = b"data: " + orjson.dumps(chunk) + b"\n\n"
+            else:
+                out = b"data: " + data + b"\n\n"
+            assembler.add(chunk)
+            if hold:
+                held.append(out)
+            else:
+                yield out
+        if not assembler.finished:
+            raise UpstreamConnectionError(
+                f"{ctx.deployment.provider_display}Exception - upstream closed the stream before it finished"
+            )
+        # An upstream that finished without [DONE]: end the stream properly for the client.
+        if judge:
+            await dispatcher.run_chain("post_response", ctx, response=assembler.result())
+        for out in held:
+            yield out
+        yield DONE
+        status = "success"
+    except GatewayError as exc:
+        error = exc
+        status = "blocked" if ctx.blocked_by else "failure"
+        yield error_event(exc)
+    finally:
+        await reply.close()
+        finish(status, error, assembler)

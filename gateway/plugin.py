@@ -1,0 +1,51 @@
+"""The base class of every plugin, and its config model.
+
+A plugin is a class with a `name`, a default `priority`, a pydantic `Config`, and methods marked
+with `@hookimpl` whose names are hooks from `gateway.hookspecs`. The gateway builds one instance
+per enabled plugin: `Plugin(config, gateway)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import pluggy
+from pydantic import BaseModel, ConfigDict
+
+hookimpl = pluggy.HookimplMarker("gateway")
+
+
+class PluginConfig(BaseModel):
+    """Base of a plugin's config: unknown keys are refused, so typos fail at start-up."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Plugin:
+    """Subclass this; set `name` (the entry-point name users write) and `priority`.
+
+    Priority bands (high runs first): identity 1000-1999, cheap limits 900-999, transforms
+    800-899, remote guards 700-799, observers 0-99.
+    """
+
+    name: ClassVar[str] = ""
+    priority: ClassVar[int] = 500
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    #: Hold a streamed reply until `post_response` has judged all of it.
+    buffers_stream: ClassVar[bool] = False
+    #: Seed settings (in `general_settings`/`litellm_settings`, or the environment) whose presence
+    #: switches this plugin on without naming it in `callbacks`.
+    switched_on_by: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: PluginConfig, gateway: Any) -> None:
+        self.config = config
+        self.gateway = gateway
+
+    @classmethod
+    def is_switched_on(cls, settings: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+        """True when a seed-style setting turns this plugin on. Override for finer rules."""
+        for key in cls.switched_on_by:
+            value = settings.get(key, environ.get(key))
+            if value not in (None, False, "", [], "False", "false", "0"):
+                return True
+        return False

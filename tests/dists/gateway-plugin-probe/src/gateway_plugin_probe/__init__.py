@@ -1,0 +1,181 @@
+"""Plugins that exist only to test the gateway's hook contract through a real entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import Field
+
+from gateway import BadRequestError, Plugin, PluginConfig, hookimpl
+
+
+class BlockWord(Plugin):
+    """Blocks a request whose text contains `word` (a cheap policy, like banned keywords)."""
+
+    name = "probe_block"
+    priority = 950
+
+    class Config(PluginConfig):
+        word: str = Field("forbidden", description="The word that blocks a request.")
+        probe_block_message: str = Field("Blocked by probe", description="The block's message.")
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        if self.config.word in ctx.user_message_text.lower():
+            raise BadRequestError(f"{self.config.probe_block_message}. Keyword={self.config.word}")
+
+
+class Slow(Plugin):
+    """Sleeps before each request: for timeouts."""
+
+    name = "probe_slow"
+    priority = 700
+
+    class Config(PluginConfig):
+        seconds: float = Field(1.0, description="How long each pre_request sleeps.")
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        await asyncio.sleep(self.config.seconds)
+
+
+class Broken(Plugin):
+    """Raises an unexpected error in pre_request: for fail_open / fail_closed."""
+
+    name = "probe_broken"
+    priority = 750
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        raise RuntimeError("probe_broken always fails")
+
+
+class Rewrite(Plugin):
+    """Rewrites the request body: the upstream must see the change."""
+
+    name = "probe_rewrite"
+    priority = 850
+
+    class Config(PluginConfig):
+        suffix: str = Field(" [rewritten]", description="Appended to the last message.")
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        messages = ctx.body.get("messages")
+        if messages and isinstance(messages[-1].get("content"), str):
+            messages[-1]["content"] += self.config.suffix
+
+
+class StreamUpper(Plugin):
+    """Upper-cases streamed content and drops chunks that carry only whitespace."""
+
+    name = "probe_stream_upper"
+    priority = 800
+
+    @hookimpl
+    async def stream_chunk(self, ctx, chunk):
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                delta["content"] = delta["content"].upper()
+
+    @hookimpl
+    async def post_response(self, ctx, response):
+        for choice in response.get("choices") or ():
+            message = choice.get("message")
+            if message and isinstance(message.get("content"), str):
+                message["content"] = message["content"].upper()
+
+
+class JudgeReply(Plugin):
+    """Blocks a reply containing `word`; may hold streams until it has judged them."""
+
+    name = "probe_judge"
+    priority = 720
+
+    class Config(PluginConfig):
+        word: str = Field("secret", description="A reply containing it is blocked.")
+
+    @hookimpl
+    async def post_response(self, ctx, response):
+        for choice in response.get("choices") or ():
+            text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+            if self.config.word in text.lower():
+                raise BadRequestError(f"Reply blocked. Keyword={self.config.word}")
+
+
+class JudgeReplyBuffered(JudgeReply):
+    name = "probe_judge_buffered"
+    buffers_stream = True
+
+
+class Recorder(Plugin):
+    """Records what the observer hooks saw, for the tests to read through a route."""
+
+    name = "probe_recorder"
+    priority = 10
+
+    def __init__(self, config, gateway):
+        super().__init__(config, gateway)
+        self.finished: list[dict[str, Any]] = []
+        self.events: list[str] = []
+        self.alerts: list[str] = []
+
+    @hookimpl
+    async def startup(self, gateway):
+        self.events.append("startup")
+
+    @hookimpl
+    async def shutdown(self, gateway):
+        self.events.append("shutdown")
+
+    @hookimpl
+    async def request_finished(self, ctx, outcome):
+        self.finished.append({
+            "request_id": ctx.request_id, "status": outcome.status, "http_status": outcome.http_status,
+            "usage": outcome.usage, "blocked_by": ctx.blocked_by, "monitored": ctx.monitored,
+            "model": ctx.model, "deployment": ctx.deployment.id if ctx.deployment else None,
+        })
+
+    @hookimpl
+    async def alert(self, event):
+        self.alerts.append(event.kind)
+
+    @hookimpl
+    def routes(self, gateway):
+        from quart import Blueprint
+
+        bp = Blueprint("probe_recorder", __name__)
+
+        @bp.get("/probe/recorded")
+        async def recorded():
+            return {"finished": self.finished, "events": self.events, "alerts": self.alerts}
+
+        return [bp]
+
+
+class SwitchedOn(Plugin):
+    """Enabled by a seed-style setting instead of by name; tags replies with a header-free marker."""
+
+    name = "probe_switch"
+    priority = 900
+    switched_on_by = ("probe_switch_limit",)
+
+    class Config(PluginConfig):
+        probe_switch_limit: int = Field(..., gt=0, description="Largest allowed message count.")
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        if len(ctx.body.get("messages") or ()) > self.config.probe_switch_limit:
+            raise BadRequestError(f"Too many messages. Max={self.config.probe_switch_limit}")
+
+
+class BadHook(Plugin):
+    """Implements a hook that does not exist: start-up must refuse it."""
+
+    name = "probe_badhook"
+
+    @hookimpl
+    async def pre_reqest(self, ctx):  # misspelled on purpose
+        return None
