@@ -212,6 +212,73 @@ class FakeUpstream:
         return resp
 
 
+class PostgresDatabases:
+    """Fresh PostgreSQL databases for tests, migrated, dropped at the end.
+
+    Set `GATEWAY_TEST_DATABASE_URL=postgresql://user@host:port/db` to run database tests on
+    PostgreSQL (the URL names the server; each server under test gets a database of its own).
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.created: list[str] = []
+
+    async def _admin(self) -> Any:
+        import asyncpg
+
+        return await asyncpg.connect(self.server_url.replace("postgres://", "postgresql://", 1), timeout=5)
+
+    def create(self) -> str:
+        import uuid
+        from urllib.parse import urlsplit
+
+        name = f"gateway_test_{uuid.uuid4().hex[:12]}"
+
+        async def make() -> None:
+            conn = await self._admin()
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(make())
+        self.created.append(name)
+        parts = urlsplit(self.server_url)
+        return parts._replace(path=f"/{name}").geturl()
+
+    async def _admin_check(self) -> None:
+        conn = await self._admin()
+        await conn.close()
+
+    def drop_all(self) -> None:
+        async def drop() -> None:
+            conn = await self._admin()
+            try:
+                for name in self.created:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        if self.created:
+            asyncio.run(drop())
+            self.created.clear()
+
+
+def migrate_database(url: str) -> None:
+    """What `gateway migrate` does, in-process (a fresh PostgreSQL database needs it first)."""
+    from gateway.core.db import Database
+
+    async def run() -> None:
+        db = Database(url)
+        await db.connect()
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
 class GatewayServer:
     """A real gateway served by hypercorn in a background thread, on a free loopback port."""
 
@@ -309,8 +376,49 @@ def fake_upstream():
     upstream.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_databases():
+    """Fresh PostgreSQL databases when `GATEWAY_TEST_DATABASE_URL` is set; None otherwise.
+
+    An unreachable server skips the database tests with the reason, unless
+    `GATEWAY_TEST_REQUIRE_DATABASE=1`, which makes it a failure (CI sets it).
+    """
+    import os
+
+    url = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+    if not url:
+        yield None
+        return
+    pg = PostgresDatabases(url)
+    try:
+        asyncio.run(pg._admin_check())
+    except Exception as exc:
+        message = f"PostgreSQL at {url} is not reachable: {type(exc).__name__}: {exc}"
+        if os.environ.get("GATEWAY_TEST_REQUIRE_DATABASE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield pg
+    pg.drop_all()
+
+
 @pytest.fixture
-def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., GatewayServer]:
+def database_url(tmp_path: Path, postgres_databases: Any) -> Callable[[], str]:
+    """Factory: a new, migrated database URL (PostgreSQL when configured, else an SQLite file)."""
+    count = [0]
+
+    def make() -> str:
+        count[0] += 1
+        if postgres_databases is None:
+            return f"sqlite://{tmp_path / f'db-{count[0]}.sqlite3'}"
+        url = postgres_databases.create()
+        migrate_database(url)
+        return url
+
+    return make
+
+
+@pytest.fixture
+def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: Callable[[], str]) -> Callable[..., GatewayServer]:
     """Factory: `gateway_server(config_dict, env={...})` starts a gateway and returns its handle.
 
     `general_settings.master_key` defaults to `sk-1234` unless the config sets one (None: dev mode).
@@ -327,7 +435,10 @@ def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
         if general["master_key"] is None:
             del general["master_key"]
         config["general_settings"] = general
-        for name, value in (env or {}).items():
+        env = dict(env or {})
+        if "database_url" not in general and "DATABASE_URL" not in env:  # a fresh database per server
+            env["DATABASE_URL"] = database_url()
+        for name, value in env.items():
             monkeypatch.setenv(name, value)
         path = tmp_path / f"gateway-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Set up everything and run every test. Extra arguments go to pytest.
+# Set up everything and run every test: the whole suite on SQLite, then the database tests again
+# on PostgreSQL in a separate process (one process must not switch backends).
+# PostgreSQL: $GATEWAY_TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test.
+# Extra arguments go to both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
 uv sync --quiet --all-packages --locked
-exec uv run --no-sync pytest "$@"
+uv run --no-sync pytest "$@"
+echo "== database tests on PostgreSQL =="
+GATEWAY_TEST_DATABASE_URL="${GATEWAY_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}" \
+GATEWAY_TEST_REQUIRE_DATABASE="${GATEWAY_TEST_REQUIRE_DATABASE:-1}" \
+  uv run --no-sync pytest -m db "$@"

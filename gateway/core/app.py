@@ -11,10 +11,14 @@ from quart import Quart, Response, g, request
 
 from gateway.context import AlertEvent, AuditEvent
 from gateway.core import auth, errors
+from gateway.builtins.virtual_keys import VirtualKeys
 from gateway.core.access_log import AccessLog
+from gateway.core.db import Database
+from gateway.core.identity import Directory, IdentityCache, Invalidator
 from gateway.core.dispatch import Dispatcher
 from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
+from gateway.core.management import keys
 from gateway.core.routes import health, info, llm
 from gateway.core.settings import Settings, load_settings
 
@@ -45,6 +49,11 @@ class Gateway:
         self.public_paths = set(PUBLIC_PATHS)
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.holds_streams = False
+        self.db = Database(settings.database_url)
+        ttl = float(settings.file.general_settings.get("user_api_key_cache_ttl") or 60.0)
+        cache = IdentityCache(ttl=ttl)
+        self.directory = Directory(cache, Invalidator(cache, self.db.url, settings.env.redis_url))
+        self.readiness_checks["database"] = self.db.ping
 
     def http_client(self, url: str) -> Any:
         """A pooled httpx client for `url`'s host (aiohttp transport), shared with the router."""
@@ -81,6 +90,7 @@ def create_app(settings: Settings) -> Quart:
     """Build the app: plugins registered, hooks ordered, routes mounted, serving hooks wired."""
     host = PluginHost()
     host.discover(settings.raw)
+    host.add_builtin(VirtualKeys)
     gw = Gateway(settings, host)
     host.instantiate(settings, gw)
     gw.dispatcher = Dispatcher(host)
@@ -88,23 +98,27 @@ def create_app(settings: Settings) -> Quart:
 
     app = Quart("gateway")
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documented field order
     app.gateway = gw  # type: ignore[attr-defined]
     errors.install(app)
     app.register_blueprint(llm.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(info.bp)
+    app.register_blueprint(keys.bp)
     for blueprints in host.pm.hook.routes(gateway=gw):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
 
     public = gw.public_paths
     access_log = gw.access_log
+    directory = gw.directory
 
     @app.before_request
     async def identify() -> None:
         g.started = time.perf_counter()
         g.request_id = _request_id()
         g.principal = None
+        directory.invalidator.poll()
         if request.path in public or request.method == "OPTIONS" or request.routing_exception is not None:
             return  # public, a preflight, or no such route (answered 404/405 without a key)
         g.principal = await auth.authenticate(request, gw)
@@ -124,6 +138,10 @@ def create_app(settings: Settings) -> Quart:
         if gw.master_key is None:
             log.warning("NO MASTER KEY IS SET: every caller is admin (development mode). "
                         "Set general_settings.master_key or GATEWAY_MASTER_KEY before exposing this gateway.")
+        await gw.db.connect()
+        await gw.db.ensure_current()
+        await gw.directory.invalidator.start()
+        log.info("database: %s", gw.db.display_url)
         await gw.dispatcher.run_lifecycle("startup", gw)
         log.info("gateway ready: %d model group(s), plugins: %s", len(gw.router.groups),
                  ", ".join(s.name for s in host.ordered()) or "none")
@@ -134,5 +152,7 @@ def create_app(settings: Settings) -> Quart:
         await gw.dispatcher.run_lifecycle("shutdown", gw)
         await gw.dispatcher.drain()
         await gw.router.close()
+        await gw.directory.invalidator.close()
+        await gw.db.close()
 
     return app

@@ -2,22 +2,31 @@
 
     gateway --config config.yaml [--host H] [--port 4000] [--num_workers N] [--detailed_debug]
     gateway plugins [--config config.yaml] [--json]
+    gateway migrate [--config config.yaml] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import gateway
+from gateway.core.db import Database, SchemaOutdatedError
 from gateway.core.plugins import PluginError
 from gateway.core.providers.deployment import DeploymentError
 from gateway.core.settings import ConfigError
 
-STARTUP_ERRORS = (ConfigError, PluginError, DeploymentError)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened."""
+
+
+STARTUP_ERRORS = (ConfigError, PluginError, DeploymentError, SchemaOutdatedError, DatabaseUnavailable, ValueError)
 
 
 def _fail(message: str) -> int:
@@ -50,6 +59,7 @@ def serve(argv: Sequence[str]) -> int:
     try:
         settings = load()
         create_app(settings)  # build once here so that every start-up error is one line
+        asyncio.run(_check_database(settings))
     except STARTUP_ERRORS as exc:
         return _fail(str(exc))
     from hypercorn.config import Config
@@ -70,6 +80,51 @@ def serve(argv: Sequence[str]) -> int:
     config.graceful_timeout = 30
     print(f"gateway {gateway.__version__} serving on http://{host}:{port} with {workers} worker(s)", file=sys.stderr)
     return run(config) or 0
+
+
+async def _check_database(settings: Any) -> None:
+    """Reach the database and check its schema before any worker starts (SQLite: migrate it)."""
+    db = Database(settings.database_url)
+    try:
+        await db.connect()
+        await db.ensure_current()
+    except SchemaOutdatedError:
+        raise
+    except Exception as exc:
+        raise DatabaseUnavailable(f"cannot use the database at {db.display_url}: {type(exc).__name__}: {exc}") from None
+    finally:
+        await db.close()
+
+
+def migrate(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="gateway migrate", description="Apply pending database migrations.")
+    p.add_argument("--config", "-c")
+    p.add_argument("--check", action="store_true", help="only list pending migrations; exit 1 if any")
+    args = p.parse_args(argv)
+    from gateway.core.app import load
+
+    try:
+        settings = load(args.config)
+    except STARTUP_ERRORS as exc:
+        return _fail(str(exc))
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            await db.connect()
+            if args.check:
+                pending = await db.pending_migrations()
+                print("\n".join(pending) if pending else "no pending migrations")
+                return 1 if pending else 0
+            applied = await db.migrate()
+            print(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
+            return 0
+        except Exception as exc:
+            return _fail(f"migration failed on {db.display_url}: {type(exc).__name__}: {exc}")
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
 
 
 def plugins(argv: Sequence[str]) -> int:
@@ -98,7 +153,7 @@ def plugins(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"plugins": plugins}
+COMMANDS = {"plugins": plugins, "migrate": migrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

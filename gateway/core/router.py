@@ -40,7 +40,7 @@ def upstream_error(dep: Deployment, status: int, body: bytes) -> UpstreamError:
     if not isinstance(message, str) or not message:
         message = f"upstream returned HTTP {status}"
     return UpstreamError(
-        f"{dep.provider_display}Exception - {message}",
+        f"{dep.provider_display}Exception - {dep.redact(message)}",
         status=status if 400 <= status <= 599 else 502,
         type=etype if isinstance(etype, str) else "api_error",
         param=param if isinstance(param, str) else None,

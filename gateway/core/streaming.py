@@ -139,7 +139,8 @@ async def relay(
             if "error" in chunk:
                 err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                 raise GatewayError(
-                    f"{ctx.deployment.provider_display}Exception - {err.get('message', 'stream failed')}",
+                    f"{ctx.deployment.provider_display}Exception - "
+                    f"{ctx.deployment.redact(str(err.get('message', 'stream failed')))}",
                     status=502, type=err.get("type") or "api_error",
                 )
             usage = chunk.get("usage")

@@ -64,6 +64,12 @@ class Deployment:
     def provider_display(self) -> str:
         return DISPLAY_NAMES.get(self.provider, self.provider.replace("_", " ").title().replace(" ", ""))
 
+    def redact(self, text: str) -> str:
+        """Upstream text with this deployment's key masked: some upstreams echo the key in errors."""
+        if self.api_key and self.api_key in text:
+            return text.replace(self.api_key, self.api_key[:4] + "*" * 12)
+        return text
+
     def describe(self) -> dict[str, Any]:
         """A safe description (no key) for logs, errors and `/model/info`."""
         return {"id": self.id, "model_name": self.model_name, "provider": self.provider,

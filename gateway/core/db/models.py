@@ -1,0 +1,108 @@
+"""The tables: keys (sha256 only, never the raw key), teams, users, end users, audit logs.
+
+Column names follow the LiteLLM proxy's, so that what users read back keeps the names they know.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Budgeted:
+    """Spend and budget columns shared by keys, teams, users and end users."""
+
+    max_budget = fields.FloatField(null=True)
+    spend = fields.FloatField(default=0.0)
+    budget_duration = fields.CharField(max_length=32, null=True)
+    budget_reset_at = fields.DatetimeField(null=True)
+
+
+class Key(Model, Budgeted):
+    token = fields.CharField(primary_key=True, max_length=64, description="sha256 hex of the raw key")
+    key_name = fields.CharField(max_length=32, description="sk-... plus the key's last 4 characters")
+    key_alias = fields.CharField(max_length=255, null=True, unique=True)
+    user_id = fields.CharField(max_length=255, null=True, db_index=True)
+    team_id = fields.CharField(max_length=255, null=True, db_index=True)
+    models = fields.JSONField(default=list)
+    metadata = fields.JSONField(default=dict)
+    permissions = fields.JSONField(default=dict)
+    tags = fields.JSONField(default=list)
+    tpm_limit = fields.BigIntField(null=True)
+    rpm_limit = fields.BigIntField(null=True)
+    max_parallel_requests = fields.IntField(null=True)
+    blocked = fields.BooleanField(default=False)
+    expires = fields.DatetimeField(null=True)
+    created_by = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "keys"
+
+
+class Team(Model, Budgeted):
+    team_id = fields.CharField(primary_key=True, max_length=255)
+    team_alias = fields.CharField(max_length=255, null=True)
+    admins = fields.JSONField(default=list)
+    members = fields.JSONField(default=list)
+    members_with_roles = fields.JSONField(default=list)
+    metadata = fields.JSONField(default=dict)
+    models = fields.JSONField(default=list)
+    tpm_limit = fields.BigIntField(null=True)
+    rpm_limit = fields.BigIntField(null=True)
+    blocked = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "teams"
+
+
+class User(Model, Budgeted):
+    user_id = fields.CharField(primary_key=True, max_length=255)
+    user_alias = fields.CharField(max_length=255, null=True)
+    user_email = fields.CharField(max_length=255, null=True)
+    user_role = fields.CharField(max_length=32, default="internal_user")
+    teams = fields.JSONField(default=list)
+    models = fields.JSONField(default=list)
+    metadata = fields.JSONField(default=dict)
+    tpm_limit = fields.BigIntField(null=True)
+    rpm_limit = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "users"
+
+
+class EndUser(Model, Budgeted):
+    user_id = fields.CharField(primary_key=True, max_length=255)
+    alias = fields.CharField(max_length=255, null=True)
+    blocked = fields.BooleanField(default=False)
+    metadata = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "end_users"
+
+
+class AuditLog(Model):
+    """One administrative change. `hash` chains each row to the one before it."""
+
+    seq = fields.BigIntField(primary_key=True, generated=True)
+    id = fields.CharField(max_length=36, unique=True)
+    updated_at = fields.DatetimeField(db_index=True)
+    changed_by = fields.CharField(max_length=255, null=True, db_index=True)
+    changed_by_api_key = fields.CharField(max_length=64, null=True)
+    action = fields.CharField(max_length=16, db_index=True)
+    table_name = fields.CharField(max_length=64, db_index=True)
+    object_id = fields.CharField(max_length=255, db_index=True)
+    before_value = fields.JSONField(null=True)
+    updated_values = fields.JSONField(null=True)
+    prev_hash = fields.CharField(max_length=64)
+    hash = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "audit_logs"

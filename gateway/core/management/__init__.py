@@ -1,0 +1,1 @@
+"""The management API: keys, teams, users, end users. Every change is audited and evicts caches."""

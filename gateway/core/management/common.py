@@ -1,0 +1,94 @@
+"""What every management route shares: body parsing, admin checks, durations, change records."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from quart import current_app, g, request
+
+from gateway.context import AuditEvent
+from gateway.core.keys import hash_key
+from gateway.errors import BadRequestError, PermissionDeniedError
+
+M = TypeVar("M", bound=BaseModel)
+
+DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000}
+
+# Audit table names are the LiteLLM proxy's, so that existing audit readers keep working.
+TABLE = {"key": "LiteLLM_VerificationToken", "team": "LiteLLM_TeamTable", "user": "LiteLLM_UserTable",
+         "end_user": "LiteLLM_EndUserTable"}
+
+
+def parse_duration(value: str, field: str) -> timedelta:
+    """`30s`, `30m`, `30h`, `30d`, `2w`, `1mo` (30 days)."""
+    m = DURATION_RE.match(value) if isinstance(value, str) else None
+    if not m:
+        raise BadRequestError(f"{field} must look like 30s, 30m, 30h, 30d, 2w or 1mo; got {value!r}", param=field)
+    return timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)])
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(timezone.utc).isoformat() if dt is not None else None
+
+
+async def read_body(model: type[M]) -> tuple[M, set[str]]:
+    """The JSON body validated by `model`, and the set of fields the client actually sent."""
+    raw = await request.get_data(cache=False)
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"Malformed JSON in request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("Request body must be a JSON object")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise BadRequestError(f"Invalid value for {field}: {first['msg']}", param=field) from None
+    return parsed, set(data) & set(model.model_fields)
+
+
+def require_admin() -> None:
+    if not g.principal.is_admin:
+        raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
+
+
+def caller_id() -> str:
+    """Who made a change: the changed-by header, else the caller's user id, else default_user_id."""
+    header = request.headers.get("gateway-changed-by") or request.headers.get("litellm-changed-by")
+    if header:
+        return header
+    if g.principal.user_id:
+        return g.principal.user_id
+    return current_app.gateway.settings.file.general_settings.get("default_user_id") or "default_user_id"
+
+
+def caller_key_hash() -> str | None:
+    principal = g.principal
+    if principal.api_key:
+        return principal.api_key
+    master = current_app.gateway.master_key
+    return hash_key(master) if (principal.is_admin and master) else None
+
+
+async def record_change(kind: str, action: str, object_id: str, before: dict[str, Any] | None,
+                        after: dict[str, Any] | None) -> None:
+    """After a write: evict the record everywhere, then emit the audit event (off the call's path)."""
+    gw = current_app.gateway
+    await gw.directory.changed(kind, object_id)
+    gw.audit(AuditEvent(action=action, table_name=TABLE[kind], object_id=object_id, changed_by=caller_id(),
+                        changed_by_api_key=caller_key_hash(), before_value=before, updated_values=after))
+
+
+def next_reset(budget_duration: str | None, field: str = "budget_duration") -> datetime | None:
+    return now() + parse_duration(budget_duration, field) if budget_duration else None
