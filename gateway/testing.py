@@ -287,6 +287,7 @@ class GatewayServer:
         self.master_key = master_key
         self.port = 0
         self.app: Any = None
+        self._clients: list[Any] = []
 
     @property
     def url(self) -> str:
@@ -303,7 +304,9 @@ class GatewayServer:
 
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 30)
-        return openai.OpenAI(api_key=api_key or self.master_key or "sk-none", base_url=self.url + "/v1", **kwargs)
+        client = openai.OpenAI(api_key=api_key or self.master_key or "sk-none", base_url=self.url + "/v1", **kwargs)
+        self._clients.append(client)  # closed by stop(), so no socket outlives the test
+        return client
 
     def async_client(self, api_key: str | None = None, **kwargs: Any) -> Any:
         import openai
@@ -358,6 +361,9 @@ class GatewayServer:
         raise RuntimeError("gateway did not become ready within 20 s")
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         if self.app is None:
             return
         self._thread.loop.call_soon_threadsafe(self._stop.set)

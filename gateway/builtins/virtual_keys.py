@@ -7,6 +7,8 @@ steady state), and refuses blocked or expired keys with the reference's messages
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,6 +23,8 @@ from gateway import (
 from gateway.core.keys import hash_key
 
 ADMIN_ROLES = ("proxy_admin",)
+RESET_INTERVAL_S = 60.0
+log = logging.getLogger("gateway.virtual_keys")
 
 
 def _iso(dt: datetime) -> str:
@@ -50,9 +54,54 @@ def model_allowed(allowed: list[str], model: str) -> bool:
     return any(a.endswith("/*") and model.startswith(a[:-1]) for a in allowed)
 
 
+async def reset_budgets(directory: Any) -> int:
+    """Zero the spend of every key, team, user and end user whose budget period ended.
+
+    The conditional update makes it safe when several instances run it at once."""
+    from gateway.core.db.models import EndUser, Key, Team, User
+    from gateway.core.management.common import next_reset
+
+    now = datetime.now(timezone.utc)
+    count = 0
+    for model, kind in ((Key, "key"), (Team, "team"), (User, "user"), (EndUser, "end_user")):
+        pk = model._meta.pk_attr
+        for row in await model.filter(budget_reset_at__lte=now, budget_duration__isnull=False):
+            changed = await model.filter(**{pk: getattr(row, pk)}, budget_reset_at=row.budget_reset_at).update(
+                spend=0.0, budget_reset_at=next_reset(row.budget_duration))
+            if changed:
+                count += 1
+                await directory.changed(kind, getattr(row, pk))
+    return count
+
+
 class VirtualKeys(Plugin):
     name = "virtual_keys"
     priority = 1500
+
+    def __init__(self, config: Any, gateway: Any) -> None:
+        super().__init__(config, gateway)
+        self._resetter: asyncio.Task[None] | None = None
+
+    @hookimpl
+    async def startup(self, gateway: Any) -> None:
+        self._resetter = asyncio.get_running_loop().create_task(self._reset_loop(gateway))
+
+    @hookimpl
+    async def shutdown(self, gateway: Any) -> None:
+        if self._resetter is not None:
+            self._resetter.cancel()
+            await asyncio.gather(self._resetter, return_exceptions=True)
+
+    async def _reset_loop(self, gateway: Any) -> None:
+        interval = float(gateway.settings.file.general_settings.get("budget_reset_interval_s") or RESET_INTERVAL_S)
+        while True:
+            try:
+                reset = await reset_budgets(gateway.directory)
+                if reset:
+                    log.info("budget period ended for %d record(s): spend reset to 0", reset)
+            except Exception as exc:  # the database may be away for a while; try again later
+                log.warning("budget reset failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc, interval)
+            await asyncio.sleep(interval)
 
     @hookimpl
     async def auth(self, request: Any, api_key: str, gateway: Any) -> Principal | None:
