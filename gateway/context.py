@@ -39,8 +39,8 @@ class Principal:
 class RequestContext:
     """One LLM call as it moves through the gateway.
 
-    Hooks read and mutate `body` (what will be sent upstream). `state` is a private dict per
-    plugin: use `ctx.state_for(self.name)`.
+    Hooks read and mutate `body` (what will be sent upstream). `headers` are the client's request
+    headers with lower-case names. `state` is a private dict per plugin: use `ctx.state_for(self.name)`.
     """
 
     request_id: str

@@ -34,7 +34,8 @@ class Plugin:
     #: Hold a streamed reply until `post_response` has judged all of it.
     buffers_stream: ClassVar[bool] = False
     #: Seed settings (in `general_settings`/`litellm_settings`, or the environment) whose presence
-    #: switches this plugin on without naming it in `callbacks`.
+    #: switches this plugin on without naming it in `callbacks`. Such a plugin also lists itself
+    #: in the `gateway.switchable` entry-point group, so the core knows to ask it.
     switched_on_by: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: PluginConfig, gateway: Any) -> None:

@@ -343,8 +343,24 @@ class GatewayServer:
                 self._ready.set()
 
         self._future = asyncio.run_coroutine_threadsafe(run(), self._thread.loop)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._abandon(sockets)
+            raise
         return self
+
+    def _abandon(self, sockets: Any) -> None:
+        """A server that failed to start: stop its loop and close its sockets, leaking nothing."""
+        self._thread.loop.call_soon_threadsafe(self._stop.set)
+        try:
+            self._future.result(10)
+        except BaseException:
+            pass
+        self._thread.close()
+        for sock in sockets.insecure_sockets:
+            sock.close()
+        self.app = None
 
     def _wait_ready(self) -> None:
         import urllib.request

@@ -14,9 +14,7 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("gateway").setLevel(level)
-    if detailed:
-        # Third-party debug output can carry headers; keep it at INFO even in detailed debug.
-        for noisy in ("httpx", "httpcore", "aiohttp", "hypercorn", "asyncio"):
-            logging.getLogger(noisy).setLevel(logging.INFO)
+    root.setLevel(level)  # plugins log under their own module names and must be heard
+    # Libraries' INFO/DEBUG output is noise here, and their debug output can carry headers.
+    for noisy in ("httpx", "httpcore", "aiohttp", "asyncio", "tortoise", "aiosqlite", "asyncpg", "redis"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

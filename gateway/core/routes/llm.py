@@ -87,7 +87,7 @@ async def handle(call_type: str, path_model: str | None = None) -> Response:
     metadata = body.get("metadata") or {}
     ctx = RequestContext(
         request_id=g.request_id, call_type=call_type, route=request.path, body=body,
-        principal=g.principal, headers=dict(request.headers), model=model,
+        principal=g.principal, headers={k.lower(): v for k, v in request.headers.items()}, model=model,
         stream=body.get("stream") is True, end_user=body.get("user"), metadata=metadata,
     )
     ctx.started = g.started
