@@ -106,3 +106,48 @@ class AuditLog(Model):
 
     class Meta:
         table = "audit_logs"
+
+
+class SpendLog(Model):
+    # One LLM call: success, failure or block. Read by /spend/logs; never holds a raw key.
+    # (A comment, not a docstring: tortoise copies docstrings into SQL table comments.)
+
+    id = fields.BigIntField(primary_key=True, generated=True)
+    request_id = fields.CharField(max_length=255, db_index=True)
+    call_type = fields.CharField(max_length=32)
+    api_key = fields.CharField(max_length=64, null=True, db_index=True)
+    spend = fields.FloatField(default=0.0)
+    prompt_tokens = fields.IntField(default=0)
+    completion_tokens = fields.IntField(default=0)
+    total_tokens = fields.IntField(default=0)
+    start_time = fields.DatetimeField(db_index=True)
+    end_time = fields.DatetimeField()
+    model = fields.CharField(max_length=255)
+    model_group = fields.CharField(max_length=255, null=True)
+    api_base = fields.CharField(max_length=512, null=True)
+    user = fields.CharField(max_length=255, null=True, db_index=True)
+    end_user = fields.CharField(max_length=255, null=True, db_index=True)
+    team_id = fields.CharField(max_length=255, null=True, db_index=True)
+    request_tags = fields.JSONField(default=list)
+    metadata = fields.JSONField(default=dict)
+    status = fields.CharField(max_length=16)
+    http_status = fields.IntField(default=200)
+    blocked_by = fields.CharField(max_length=255, null=True)
+    usage_estimated = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "spend_logs"
+
+
+class SpendTagDaily(Model):
+    # Per-day, per-tag totals kept by the spend writer, so that /spend/tags never scans the logs.
+
+    id = fields.BigIntField(primary_key=True, generated=True)
+    day = fields.DateField()
+    tag = fields.CharField(max_length=255)
+    log_count = fields.BigIntField(default=0)
+    total_spend = fields.FloatField(default=0.0)
+
+    class Meta:
+        table = "spend_tag_daily"
+        unique_together = (("day", "tag"),)

@@ -1,0 +1,75 @@
+"""What a call cost: tokens times the per-token price of the deployment's model.
+
+Prices come from the shipped table (`prices.json`, with the date they were taken), overridable
+per deployment. Unknown models cost 0 and say so once in the log, so spend is never invented.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+log = logging.getLogger("gateway.spend")
+
+# Providers that resell another vendor's models under the vendor's own prices.
+SAME_PRICES_AS = {"azure": "", "azure_text": "", "openai": "", "text-completion-openai": "", "custom_openai": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_cost_per_token: float
+    output_cost_per_token: float
+    mode: str = "chat"
+    max_tokens: int | None = None
+
+
+class PriceTable:
+    def __init__(self, table: dict[str, Any] | None = None) -> None:
+        data = table if table is not None else json.loads(
+            resources.files("gateway.core.spend").joinpath("prices.json").read_text())
+        self.taken = data.get("prices_taken")
+        self.prices = {name: Price(**p) for name, p in data["models"].items()}
+        self._warned: set[str] = set()
+
+    def lookup(self, provider: str, model: str) -> Price | None:
+        """Exact `provider/model`, then `model` for OpenAI-family providers, then a dated variant
+        (`gpt-4o-2024-08-06` -> `gpt-4o`), then `provider/*`."""
+        names = [f"{provider}/{model}"]
+        if provider in SAME_PRICES_AS:
+            names.append(model)
+        for name in names:
+            if name in self.prices:
+                return self.prices[name]
+        for name in names:  # longest known prefix, for dated or suffixed versions
+            best = max((k for k in self.prices if name.startswith(k + "-")), key=len, default=None)
+            if best is not None:
+                return self.prices[best]
+        return self.prices.get(f"{provider}/*")
+
+    def price_for(self, deployment: Any) -> Price | None:
+        listed = self.lookup(deployment.provider, deployment.upstream_model)
+        inp, out = deployment.input_cost_per_token, deployment.output_cost_per_token
+        if inp is None and out is None:
+            if listed is None and deployment.id not in self._warned:
+                self._warned.add(deployment.id)
+                log.warning("no price known for %s/%s (deployment %s): its spend is recorded as 0; set "
+                            "litellm_params.input_cost_per_token and output_cost_per_token",
+                            deployment.provider, deployment.upstream_model, deployment.id)
+            return listed
+        base = listed or Price(0.0, 0.0)
+        return Price(inp if inp is not None else base.input_cost_per_token,
+                     out if out is not None else base.output_cost_per_token, base.mode, base.max_tokens)
+
+    def cost(self, deployment: Any, usage: dict[str, Any] | None) -> float:
+        """prompt_tokens x input price + completion_tokens x output price (embeddings: input only)."""
+        if not usage or deployment is None:
+            return 0.0
+        price = self.price_for(deployment)
+        if price is None:
+            return 0.0
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        return prompt * price.input_cost_per_token + completion * price.output_cost_per_token

@@ -1,0 +1,135 @@
+"""One spend-log row from a finished call: cost, tokens, tags and metadata merged as documented.
+
+Tags = request `metadata.tags` and top-level `tags`, then the key's `metadata.tags` and `tags`, then
+the team's `metadata.tags`; deduplicated, order kept. `spend_logs_metadata` = the team's, overlaid
+by the key's, overlaid by the request's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.context import iter_request_text
+
+
+@dataclass(slots=True)
+class SpendRow:
+    request_id: str
+    call_type: str
+    api_key: str | None
+    spend: float
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    start_time: datetime
+    end_time: datetime
+    model: str
+    model_group: str
+    api_base: str | None
+    user: str | None
+    end_user: str | None
+    team_id: str | None
+    request_tags: list[str]
+    metadata: dict[str, Any]
+    status: str
+    http_status: int
+    blocked_by: str | None = None
+    usage_estimated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def merge_tags(body: dict[str, Any], principal: Any) -> list[str]:
+    request_meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    ordered = [*_strings(request_meta.get("tags")), *_strings(body.get("tags")),
+               *_strings((principal.metadata or {}).get("tags")), *_strings(principal.tags),
+               *_strings((principal.team_metadata or {}).get("tags"))]
+    return list(dict.fromkeys(ordered))
+
+
+def merge_spend_logs_metadata(body: dict[str, Any], principal: Any) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    request_meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    for source in ((principal.team_metadata or {}).get("spend_logs_metadata"),
+                   (principal.metadata or {}).get("spend_logs_metadata"),
+                   request_meta.get("spend_logs_metadata")):
+        if isinstance(source, dict):
+            merged.update(source)
+    return merged
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def _safe_base(api_base: str | None) -> str | None:
+    """The deployment's base URL without credentials or query (which may carry keys)."""
+    if not api_base:
+        return None
+    p = urlsplit(api_base)
+    host = p.hostname or ""
+    netloc = host + (f":{p.port}" if p.port else "")
+    return p._replace(netloc=netloc, query="", fragment="").geturl()
+
+
+def _to_dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) -> SpendRow:
+    principal = ctx.principal
+    usage = dict(outcome.usage) if isinstance(outcome.usage, dict) else None
+    estimated = bool(outcome.usage_estimated)
+    response = outcome.response if isinstance(outcome.response, dict) else None
+    if usage is None and outcome.status == "success":
+        # The upstream gave no usage (some streams): estimate from the text, and say so.
+        completion_text = ""
+        for choice in (response or {}).get("choices") or ():
+            completion_text += str((choice.get("message") or {}).get("content") or choice.get("text") or "")
+        prompt = estimate_tokens("\n".join(iter_request_text(ctx.body)))
+        completion = estimate_tokens(completion_text)
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        estimated = True
+    usage = usage or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or 0)
+    total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
+    dep = ctx.deployment
+    spend = prices.cost(dep, usage) if outcome.status == "success" else 0.0
+    api_key = principal.api_key or (master_key_hash if principal.is_admin else None)
+    request_id = (response or {}).get("id") if isinstance((response or {}).get("id"), str) else None
+    metadata = {
+        "user_api_key": api_key,
+        "user_api_key_alias": principal.key_alias,
+        "user_api_key_team_id": principal.team_id,
+        "user_api_key_user_id": principal.user_id,
+        "user_api_key_team_alias": principal.team_alias,
+        "spend_logs_metadata": merge_spend_logs_metadata(ctx.body, principal) or None,
+        "gateway_request_id": ctx.request_id,
+    }
+    if usage and estimated:
+        metadata["usage_estimated"] = True
+    if ctx.blocked_by:
+        metadata["blocked_by"] = ctx.blocked_by
+    if ctx.monitored:
+        metadata["would_have_blocked"] = ctx.monitored
+    if outcome.error is not None and outcome.status != "success":
+        metadata["error"] = {"message": getattr(outcome.error, "message", str(outcome.error))[:1000],
+                             "type": getattr(outcome.error, "type", type(outcome.error).__name__)}
+    return SpendRow(
+        request_id=request_id or ctx.request_id, call_type=ctx.call_type, api_key=api_key, spend=spend,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=total,
+        start_time=_to_dt(ctx.start_time), end_time=_to_dt(outcome.end_time),
+        model=dep.upstream_model if dep is not None else ctx.model, model_group=ctx.model,
+        api_base=_safe_base(dep.api_base) if dep is not None else None, user=principal.user_id,
+        end_user=ctx.end_user if isinstance(ctx.end_user, str) else None, team_id=principal.team_id,
+        request_tags=merge_tags(ctx.body, principal), metadata=metadata, status=outcome.status,
+        http_status=outcome.http_status, blocked_by=ctx.blocked_by, usage_estimated=estimated and bool(usage),
+    )

@@ -1,0 +1,196 @@
+"""`/spend/*`: reading spend. Aggregates are computed by the database (or its daily roll-up).
+
+A non-admin key sees only its own rows, whatever filter it passes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import orjson
+from quart import Blueprint, current_app, g, request
+from pypika_tortoise.functions import Date as PypikaDate
+from tortoise.functions import Count, Function, Sum
+
+from gateway.context import iter_request_text
+from gateway.core.db.models import Key, SpendLog, SpendTagDaily, User
+from gateway.core.keys import token_of
+from gateway.core.spend.record import estimate_tokens
+from gateway.errors import BadRequestError, PermissionDeniedError
+
+bp = Blueprint("spend", __name__)
+MAX_ROWS = 10_000
+
+
+def parse_day(name: str) -> date | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise BadRequestError(f"{name} must be a date like 2024-06-30; got {value!r}", param=name) from None
+
+
+def day_bounds(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """Inclusive days as a half-open UTC range: [start 00:00, end+1 00:00)."""
+    lo = datetime.combine(start, time.min, tzinfo=timezone.utc) if start else None
+    hi = datetime.combine(end + timedelta(days=1), time.min, tzinfo=timezone.utc) if end else None
+    if lo and hi and lo >= hi:
+        raise BadRequestError("start_date must not be after end_date", param="start_date")
+    return lo, hi
+
+
+def row_out(r: SpendLog) -> dict[str, Any]:
+    return {
+        "request_id": r.request_id, "call_type": r.call_type, "api_key": r.api_key, "spend": r.spend,
+        "total_tokens": r.total_tokens, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+        "startTime": r.start_time.isoformat(), "endTime": r.end_time.isoformat(), "model": r.model,
+        "model_group": r.model_group, "api_base": r.api_base, "user": r.user, "end_user": r.end_user,
+        "team_id": r.team_id, "request_tags": r.request_tags, "metadata": r.metadata, "status": r.status,
+    }
+
+
+def own_scope() -> str | None:
+    """The key a non-admin caller is limited to (None for admins)."""
+    principal = g.principal
+    if principal.is_admin:
+        return None
+    if principal.api_key is None:
+        raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
+    return principal.api_key
+
+
+@bp.get("/spend/logs")
+async def spend_logs() -> Any:
+    args = request.args
+    query = SpendLog.all()
+    scope = own_scope()
+    if args.get("api_key"):
+        query = query.filter(api_key=token_of(args["api_key"]))
+    if scope is not None:
+        query = query.filter(api_key=scope)
+    if args.get("request_id"):
+        query = query.filter(request_id=args["request_id"])
+    if args.get("user_id"):
+        query = query.filter(user=args["user_id"])
+    start, end = parse_day("start_date"), parse_day("end_date")
+    lo, hi = day_bounds(start, end)
+    if lo:
+        query = query.filter(start_time__gte=lo)
+    if hi:
+        query = query.filter(start_time__lt=hi)
+    if start and end:
+        return await daily(query)
+    try:
+        limit = min(MAX_ROWS, max(1, int(args.get("limit", 1000))))
+    except ValueError:
+        raise BadRequestError("limit must be a whole number", param="limit") from None
+    rows = await query.order_by("-start_time", "-id").limit(limit)
+    return current_app.response_class(orjson.dumps([row_out(r) for r in rows]), content_type="application/json")
+
+
+class Day(Function):
+    """DATE(column): the same SQL on SQLite and PostgreSQL."""
+
+    database_func = PypikaDate
+
+
+async def daily(query: Any) -> Any:
+    """Per day (UTC): total spend and calls, and the spend by model and by user, grouped in SQL."""
+    rows = await query.annotate(day=Day("start_time")).group_by("day", "model", "user") \
+        .annotate(spend_sum=Sum("spend"), calls=Count("id")).values("day", "model", "user", "spend_sum", "calls")
+    days: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        day = str(r["day"])[:10]
+        spend = float(r["spend_sum"] or 0.0)
+        d = days.setdefault(day, {"startTime": day, "spend": 0.0, "log_count": 0, "models": {}, "users": {}})
+        d["spend"] += spend
+        d["log_count"] += int(r["calls"] or 0)
+        d["models"][r["model"]] = d["models"].get(r["model"], 0.0) + spend
+        if r["user"]:
+            d["users"][r["user"]] = d["users"].get(r["user"], 0.0) + spend
+    return [days[k] for k in sorted(days)]
+
+
+@bp.get("/spend/tags")
+async def spend_tags() -> Any:
+    if own_scope() is not None:
+        raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
+    start, end = parse_day("start_date"), parse_day("end_date")
+    day_bounds(start, end)
+    query = SpendTagDaily.all()
+    if start:
+        query = query.filter(day__gte=start)
+    if end:
+        query = query.filter(day__lte=end)
+    rows = await query.group_by("tag").annotate(log_count_sum=Sum("log_count"), spend_sum=Sum("total_spend")) \
+        .values("tag", "log_count_sum", "spend_sum")
+    out = [{"individual_request_tag": r["tag"], "log_count": int(r["log_count_sum"] or 0),
+            "total_spend": float(r["spend_sum"] or 0.0)} for r in rows]
+    out.sort(key=lambda r: (-r["total_spend"], r["individual_request_tag"]))
+    return out
+
+
+@bp.get("/spend/keys")
+async def spend_keys() -> Any:
+    scope = own_scope()
+    query = Key.all() if scope is None else Key.filter(token=scope)
+    rows = await query.order_by("-spend").limit(MAX_ROWS)
+    return [{"token": k.token, "key_name": k.key_name, "key_alias": k.key_alias, "spend": k.spend,
+             "max_budget": k.max_budget, "user_id": k.user_id, "team_id": k.team_id} for k in rows]
+
+
+@bp.get("/spend/users")
+async def spend_users() -> Any:
+    principal = g.principal
+    query = User.all()
+    if not principal.is_admin:
+        if not principal.user_id:
+            return []
+        query = query.filter(user_id=principal.user_id)
+    if request.args.get("user_id"):
+        query = query.filter(user_id=request.args["user_id"])
+    rows = await query.order_by("-spend").limit(MAX_ROWS)
+    return [{"user_id": u.user_id, "spend": u.spend, "max_budget": u.max_budget} for u in rows]
+
+
+@bp.post("/spend/calculate")
+async def spend_calculate() -> Any:
+    """The cost of a call: `{model, messages}` (prompt only, estimated) or `{completion_response}`."""
+    raw = await request.get_data(cache=False)
+    try:
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"Malformed JSON in request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("Request body must be a JSON object")
+    gw = current_app.gateway
+    response = body.get("completion_response")
+    model = body.get("model")
+    if model is None and isinstance(response, dict):
+        model = response.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequestError("model is required (or a completion_response naming its model)", param="model")
+    deployment = gw.router.groups[model][0] if model in gw.router.groups else None
+    if isinstance(response, dict):
+        usage = response.get("usage") if isinstance(response.get("usage"), dict) else None
+        if usage is None:
+            raise BadRequestError("completion_response has no usage", param="completion_response")
+    else:
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise BadRequestError("messages must be a list (or pass completion_response)", param="messages")
+        usage = {"prompt_tokens": estimate_tokens("\n".join(iter_request_text({"messages": messages}))),
+                 "completion_tokens": 0}
+    if deployment is not None:
+        cost = gw.prices.cost(deployment, usage)
+    else:
+        provider, _, name = model.rpartition("/")
+        price = gw.prices.lookup(provider or "openai", name)
+        if price is None:
+            raise BadRequestError(f"No price known for model={model}", param="model")
+        cost = int(usage.get("prompt_tokens") or 0) * price.input_cost_per_token + \
+            int(usage.get("completion_tokens") or 0) * price.output_cost_per_token
+    return {"cost": cost}
