@@ -3,6 +3,7 @@
     gateway --config config.yaml [--host H] [--port 4000] [--num_workers N] [--detailed_debug]
     gateway plugins [--config config.yaml] [--json]
     gateway migrate [--config config.yaml] [--check]
+    gateway audit verify [--config config.yaml]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or opened."""
 
 
+# ValueError covers the config checks of route control, enforced_params and database_url.
 STARTUP_ERRORS = (ConfigError, PluginError, DeploymentError, SchemaOutdatedError, DatabaseUnavailable, ValueError)
 
 
@@ -153,7 +155,40 @@ def plugins(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"plugins": plugins, "migrate": migrate}
+def audit(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="gateway audit", description="Check the audit log.")
+    sub = p.add_subparsers(dest="action", required=True)
+    v = sub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first edited or removed row")
+    v.add_argument("--config", "-c")
+    args = p.parse_args(argv)
+    from gateway.builtins.audit_store import verify_chain
+    from gateway.core.app import load
+
+    try:
+        settings = load(args.config)
+        db = Database(settings.database_url)
+    except STARTUP_ERRORS as exc:
+        return _fail(str(exc))
+    if db.is_sqlite:
+        path = db.url.split("://", 1)[1]
+        if path != ":memory:" and not os.path.isfile(os.path.expanduser(path)):
+            return _fail(f"no database at {db.display_url}")
+
+    async def run() -> int:
+        try:
+            await db.connect()
+            verdict = await verify_chain()
+        except Exception as exc:
+            return _fail(f"cannot read the audit log at {db.display_url}: {type(exc).__name__}: {exc}")
+        finally:
+            await db.close()
+        print(verdict.message if verdict.ok else f"audit log broken: {verdict.message}")
+        return 0 if verdict.ok else 1
+
+    return asyncio.run(run())
+
+
+COMMANDS = {"plugins": plugins, "migrate": migrate, "audit": audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,17 +27,18 @@ PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "
 class HttpReply:
     """An upstream HTTP response, read whole or streamed; closing returns the connection."""
 
-    __slots__ = ("response", "status", "headers", "deployment")
+    __slots__ = ("response", "status", "headers", "deployment", "deadline")
 
-    def __init__(self, response: httpx.Response, deployment: Deployment) -> None:
+    def __init__(self, response: httpx.Response, deployment: Deployment, deadline: float) -> None:
         self.response = response
         self.status = response.status_code
         self.headers = response.headers
         self.deployment = deployment
+        self.deadline = deadline  # loop time by which the whole call must be done
 
     async def read(self) -> bytes:
         try:
-            async with asyncio.timeout(self.deployment.timeout):
+            async with asyncio.timeout_at(self.deadline):
                 return await self.response.aread()
         except Exception as exc:
             raise map_transport_error(exc, self.deployment) from None
@@ -146,9 +147,10 @@ async def send(pool: ClientPool, dep: Deployment, call_type: str, body: dict[str
         "POST", url, headers=headers, content=content,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
     )
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             response = await client.send(request, stream=True)
     except Exception as exc:
         raise map_transport_error(exc, dep) from None
-    return HttpReply(response, dep)
+    return HttpReply(response, dep, deadline)

@@ -13,7 +13,7 @@ import orjson
 from quart import Blueprint, Response, current_app, g, request
 
 from gateway.context import Outcome, RequestContext
-from gateway.core import streaming
+from gateway.core import enforced_params, streaming
 from gateway.core.errors import error_response
 from gateway.errors import BadRequestError, GatewayError
 
@@ -62,7 +62,9 @@ def _upstream_body(ctx: RequestContext) -> tuple[dict[str, Any], bool]:
     """What goes upstream; for streams, usage is always asked for (and hidden if not wanted)."""
     body = {k: v for k, v in ctx.body.items() if k not in GATEWAY_FIELDS}
     wants_usage = True
-    if ctx.stream and ctx.call_type != "aembedding":
+    if ctx.call_type == "aembedding":
+        body.pop("stream", None)
+    elif ctx.stream:
         options = dict(body.get("stream_options") or {})
         wants_usage = bool(options.get("include_usage"))
         options["include_usage"] = True
@@ -84,11 +86,14 @@ async def handle(call_type: str, path_model: str | None = None) -> Response:
     if not isinstance(model, str) or not model:
         raise BadRequestError("model must be a non-empty string", param="model")
     _check_types(call_type, body)
+    if gw.enforced_params:
+        enforced_params.check(body, gw.enforced_params)
     metadata = body.get("metadata") or {}
     ctx = RequestContext(
         request_id=g.request_id, call_type=call_type, route=request.path, body=body,
         principal=g.principal, headers={k.lower(): v for k, v in request.headers.items()}, model=model,
-        stream=body.get("stream") is True, end_user=body.get("user"), metadata=metadata,
+        stream=body.get("stream") is True and call_type != "aembedding",  # embeddings never stream
+        end_user=body.get("user"), metadata=metadata,
     )
     ctx.started = g.started
     g.model = model

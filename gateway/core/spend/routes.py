@@ -116,10 +116,12 @@ async def daily(query: Any) -> Any:
 
 @bp.get("/spend/tags")
 async def spend_tags() -> Any:
-    if own_scope() is not None:
-        raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
+    """Per tag: calls and spend, highest first. Admins read the daily roll-up; a key its own rows."""
     start, end = parse_day("start_date"), parse_day("end_date")
-    day_bounds(start, end)
+    lo, hi = day_bounds(start, end)
+    scope = own_scope()
+    if scope is not None:
+        return await _own_tags(scope, lo, hi)
     query = SpendTagDaily.all()
     if start:
         query = query.filter(day__gte=start)
@@ -127,8 +129,26 @@ async def spend_tags() -> Any:
         query = query.filter(day__lte=end)
     rows = await query.group_by("tag").annotate(log_count_sum=Sum("log_count"), spend_sum=Sum("total_spend")) \
         .values("tag", "log_count_sum", "spend_sum")
-    out = [{"individual_request_tag": r["tag"], "log_count": int(r["log_count_sum"] or 0),
-            "total_spend": float(r["spend_sum"] or 0.0)} for r in rows]
+    return _tag_list((r["tag"], int(r["log_count_sum"] or 0), float(r["spend_sum"] or 0.0)) for r in rows)
+
+
+async def _own_tags(api_key: str, lo: datetime | None, hi: datetime | None) -> list[dict[str, Any]]:
+    query = SpendLog.filter(api_key=api_key)
+    if lo:
+        query = query.filter(start_time__gte=lo)
+    if hi:
+        query = query.filter(start_time__lt=hi)
+    totals: dict[str, list[float]] = {}
+    for tags, spend in await query.values_list("request_tags", "spend"):
+        for tag in tags or ():
+            acc = totals.setdefault(tag, [0, 0.0])
+            acc[0] += 1
+            acc[1] += spend
+    return _tag_list((tag, int(c), s) for tag, (c, s) in totals.items())
+
+
+def _tag_list(rows: Any) -> list[dict[str, Any]]:
+    out = [{"individual_request_tag": tag, "log_count": count, "total_spend": spend} for tag, count, spend in rows]
     out.sort(key=lambda r: (-r["total_spend"], r["individual_request_tag"]))
     return out
 
