@@ -11,6 +11,10 @@ from quart import Quart, Response, g, request
 
 from gateway.context import AlertEvent, AuditEvent
 from gateway.core import auth, errors
+from gateway.core.access import AccessPolicy
+from gateway.core.enforced_params import enforced_params
+from gateway.builtins.audit_store import AuditStore
+from gateway.builtins.spend_logs import SpendLogs
 from gateway.builtins.virtual_keys import VirtualKeys
 from gateway.core.access_log import AccessLog
 from gateway.core.db import Database
@@ -18,18 +22,13 @@ from gateway.core.identity import Directory, IdentityCache, Invalidator
 from gateway.core.dispatch import Dispatcher
 from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
-from gateway.core.management import keys
+from gateway.core.spend import routes as spend_routes
+from gateway.core.spend.pricing import PriceTable
+from gateway.core.management import audit, end_users, keys, teams, users
 from gateway.core.routes import health, info, llm
 from gateway.core.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
-
-#: Reachable with no key. (Route control in the config can add to this.)
-PUBLIC_PATHS = frozenset({
-    "/", "/health/liveliness", "/health/liveness", "/health/readiness", "/routes", "/metrics",
-    "/openapi.json", "/docs", "/redoc",
-})
-
 
 class Gateway:
     """The running gateway as plugins see it: settings, router, hooks, and helpers.
@@ -43,10 +42,13 @@ class Gateway:
         self.host = host
         self.master_key = settings.master_key
         self.router = Router(settings)
+        self.prices = PriceTable()
+        self.spend_writer: Any = None  # set by the spend_logs builtin
         self.started_at = time.time()
         self.readiness_checks: dict[str, Callable[[], Awaitable[Any]]] = {}
         self.access_log = AccessLog()
-        self.public_paths = set(PUBLIC_PATHS)
+        self.access = AccessPolicy(settings.file.general_settings)
+        self.enforced_params = enforced_params(settings.file.general_settings.get("enforced_params"))
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.holds_streams = False
         self.db = Database(settings.database_url)
@@ -91,6 +93,9 @@ def create_app(settings: Settings) -> Quart:
     host = PluginHost()
     host.discover(settings.raw)
     host.add_builtin(VirtualKeys)
+    host.add_builtin(SpendLogs)
+    if AuditStore.wanted(settings):
+        host.add_builtin(AuditStore)
     gw = Gateway(settings, host)
     host.instantiate(settings, gw)
     gw.dispatcher = Dispatcher(host)
@@ -105,11 +110,16 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(health.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(keys.bp)
+    app.register_blueprint(spend_routes.bp)
+    app.register_blueprint(teams.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(end_users.bp)
+    app.register_blueprint(audit.bp)
     for blueprints in host.pm.hook.routes(gateway=gw):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
 
-    public = gw.public_paths
+    policy = gw.access
     access_log = gw.access_log
     directory = gw.directory
 
@@ -119,9 +129,17 @@ def create_app(settings: Settings) -> Quart:
         g.request_id = _request_id()
         g.principal = None
         directory.invalidator.poll()
-        if request.path in public or request.method == "OPTIONS" or request.routing_exception is not None:
-            return  # public, a preflight, or no such route (answered 404/405 without a key)
+        if request.method == "OPTIONS" or request.routing_exception is not None:
+            return  # a preflight, or no such route (answered 404/405 without a key)
+        path = request.path
+        if policy.is_public(path):
+            if policy.allowed is not None:
+                key = auth.key_from_headers(request.headers)
+                master = bool(key and gw.master_key and auth.is_master_key(key, gw.master_key))
+                policy.check(path, None, master)
+            return
         g.principal = await auth.authenticate(request, gw)
+        policy.check(path, g.principal, g.principal is auth.MASTER or g.principal is auth.DEV_MODE)
 
     @app.after_request
     async def stamp(response: Response) -> Response:

@@ -1,0 +1,81 @@
+"""`GET /audit`: the audit log (admin only), newest first, filtered and paginated.
+
+Filters: `object_id`, `table_name`, `action`, `changed_by` (exact), `start_date`, `end_date`
+(`YYYY-MM-DD` or ISO 8601; a bare date as `end_date` includes that whole day; times without an
+offset are UTC). `page` (from 1) and `page_size` (default 50, at most 1000).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta, timezone
+from typing import Any
+
+from quart import Blueprint, request
+
+from gateway.builtins.audit_store import row_dict
+from gateway.core.db.models import AuditLog
+from gateway.core.management.common import TABLE, require_admin
+from gateway.errors import BadRequestError
+
+bp = Blueprint("audit", __name__)
+
+ACTIONS = ("created", "updated", "deleted", "blocked", "unblocked", "regenerated")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def _when(name: str, value: str) -> tuple[datetime, bool]:
+    """A parsed date or datetime (UTC) and whether it was a bare date."""
+    try:
+        if DATE_RE.match(value):
+            return datetime.combine(datetime.strptime(value, "%Y-%m-%d").date(), time(), timezone.utc), True
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequestError(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time; got {value!r}",
+                              param=name) from None
+    return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)), False
+
+
+def _whole(name: str, value: str | None, default: int, low: int, high: int | None) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = None
+    if n is None or n < low or (high is not None and n > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise BadRequestError(f"{name} must be a whole number {bound}; got {value!r}", param=name)
+    return n
+
+
+@bp.get("/audit")
+async def list_audit() -> Any:
+    require_admin()
+    args = request.args
+    page = _whole("page", args.get("page"), 1, 1, None)
+    size = _whole("page_size", args.get("page_size"), DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    query = AuditLog.all()
+    for name in ("object_id", "changed_by"):
+        if args.get(name):
+            query = query.filter(**{name: args[name]})
+    for name, allowed in (("table_name", tuple(TABLE.values())), ("action", ACTIONS)):
+        value = args.get(name)
+        if value:
+            if value not in allowed:
+                raise BadRequestError(f"{name} must be one of {', '.join(allowed)}; got {value!r}", param=name)
+            query = query.filter(**{name: value})
+    start = end = None
+    if args.get("start_date"):
+        start, _ = _when("start_date", args["start_date"])
+        query = query.filter(updated_at__gte=start)
+    if args.get("end_date"):
+        end, bare = _when("end_date", args["end_date"])
+        query = query.filter(updated_at__lt=end + timedelta(days=1)) if bare else query.filter(updated_at__lte=end)
+    if start is not None and end is not None and start > end:
+        raise BadRequestError("start_date is after end_date", param="start_date")
+    total = await query.count()
+    rows = await query.order_by("-seq").offset((page - 1) * size).limit(size)
+    return {"audit_logs": [row_dict(r) for r in rows], "total": total, "page": page, "page_size": size}

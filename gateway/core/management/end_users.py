@@ -1,0 +1,172 @@
+"""`/customer/*` (also `/end_user/*`): end users, the `user` field of an OpenAI request. Each has
+its own budget and spend; a blocked one is refused by `blocked_user_check`. `/customer/block`
+creates the records it does not find, so that anyone can be blocked before their first call;
+`/user/unblock` is the seed's alias of `/customer/unblock`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, request
+from tortoise.exceptions import IntegrityError
+
+from gateway.core.db.models import EndUser
+from gateway.core.management.common import iso, next_reset, read_body, record_change, require_admin
+from gateway.errors import BadRequestError, NotFoundError
+
+bp = Blueprint("end_users", __name__)
+
+PREFIXES = ("/customer", "/end_user")
+EDITABLE = ("alias", "max_budget", "budget_duration", "spend", "blocked", "metadata")
+CREATED_VALUES = ("user_id", "alias", "max_budget", "budget_duration", "spend", "blocked", "metadata")
+DEFAULTS: dict[str, Any] = {"metadata": {}, "spend": 0.0, "blocked": False}
+
+
+class EndUserFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    alias: str | None = None
+    max_budget: float | None = Field(None, ge=0)
+    budget_duration: str | None = None
+    spend: float | None = Field(None, ge=0)
+    blocked: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class NewBody(EndUserFields):
+    user_id: str = Field(min_length=1, max_length=255)
+
+
+class UpdateBody(EndUserFields):
+    user_id: str = Field(min_length=1)
+
+
+class IdsBody(BaseModel):
+    user_ids: list[str] = Field(min_length=1)
+
+
+def end_user_info(e: EndUser) -> dict[str, Any]:
+    return {
+        "user_id": e.user_id, "alias": e.alias, "spend": e.spend, "max_budget": e.max_budget,
+        "budget_duration": e.budget_duration, "budget_reset_at": iso(e.budget_reset_at), "blocked": e.blocked,
+        "metadata": e.metadata, "created_at": iso(e.created_at), "updated_at": iso(e.updated_at),
+    }
+
+
+async def find(user_id: str, param: str = "user_id") -> EndUser:
+    e = await EndUser.get_or_none(user_id=user_id)
+    if e is None:
+        raise NotFoundError(f"End user not found, passed user_id={user_id}", param=param)
+    return e
+
+
+def _routes(suffix: str, method: str = "POST", extra: tuple[str, ...] = ()) -> Any:
+    """Mount a view under every prefix (and at any extra path)."""
+
+    def mount(view: Any) -> Any:
+        for path in (*(p + suffix for p in PREFIXES), *extra):
+            bp.add_url_rule(path, f"{view.__name__}{path}", view, methods=[method])
+        return view
+
+    return mount
+
+
+@_routes("/new")
+async def new() -> Any:
+    require_admin()
+    body, _ = await read_body(NewBody)
+    fields = {f: getattr(body, f) for f in EDITABLE if getattr(body, f, None) is not None}
+    reset_at = next_reset(body.budget_duration)
+    exists = BadRequestError(f"End user id = {body.user_id} already exists. Please use a different user id.",
+                             param="user_id")
+    if await EndUser.exists(user_id=body.user_id):
+        raise exists
+    try:
+        e = await EndUser.create(user_id=body.user_id, budget_reset_at=reset_at, **fields)
+    except IntegrityError:
+        raise exists from None
+    info = end_user_info(e)
+    created = {f: info[f] for f in CREATED_VALUES if info[f] is not None and not (f == "metadata" and not info[f])}
+    await record_change("end_user", "created", e.user_id, None, created)
+    return info
+
+
+@_routes("/info", method="GET")
+async def info() -> Any:
+    require_admin()
+    user_id = request.args.get("end_user_id") or request.args.get("user_id")
+    if not user_id:
+        raise BadRequestError("Pass ?end_user_id=<user id>", param="end_user_id")
+    return end_user_info(await find(user_id, "end_user_id"))
+
+
+@_routes("/update")
+async def update() -> Any:
+    require_admin()
+    body, sent = await read_body(UpdateBody)
+    e = await find(body.user_id)
+    before = end_user_info(e)
+    changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
+    for f, default in DEFAULTS.items():
+        if f in changes and changes[f] is None:
+            changes[f] = default
+    if "budget_duration" in sent:
+        changes["budget_reset_at"] = next_reset(body.budget_duration)
+    e.update_from_dict(changes)
+    await e.save()
+    after = end_user_info(e)
+    await record_change("end_user", "updated", e.user_id, before, {f: after[f] for f in changes if f in after})
+    return after
+
+
+@_routes("/delete")
+async def delete() -> Any:
+    require_admin()
+    body, _ = await read_body(IdsBody)
+    ids = list(dict.fromkeys(body.user_ids))
+    found = [await find(user_id, "user_ids") for user_id in ids]
+    for e in found:
+        before = end_user_info(e)
+        await e.delete()
+        await record_change("end_user", "deleted", e.user_id, before, None)
+    return {"deleted_customers": ids}
+
+
+@_routes("/list", method="GET")
+async def list_end_users() -> Any:
+    require_admin()
+    return [end_user_info(e) for e in await EndUser.all().order_by("created_at", "user_id")]
+
+
+@_routes("/block")
+async def block() -> Any:
+    """Blocks the end users, creating those not seen before: their next call is refused."""
+    require_admin()
+    body, _ = await read_body(IdsBody)
+    ids = list(dict.fromkeys(body.user_ids))
+    for user_id in ids:
+        e = await EndUser.get_or_none(user_id=user_id)
+        before = end_user_info(e) if e is not None else None
+        if e is None:
+            e, _ = await EndUser.get_or_create(user_id=user_id, defaults={"blocked": True})
+        if not e.blocked:
+            e.blocked = True
+            await e.save(update_fields=["blocked", "updated_at"])
+        await record_change("end_user", "blocked", user_id, before, {"blocked": True})
+    return {"blocked_users": ids}
+
+
+@_routes("/unblock", extra=("/user/unblock",))
+async def unblock() -> Any:
+    require_admin()
+    body, _ = await read_body(IdsBody)
+    ids = list(dict.fromkeys(body.user_ids))
+    found = [await find(user_id, "user_ids") for user_id in ids]
+    for e in found:
+        before = end_user_info(e)
+        if e.blocked:
+            e.blocked = False
+            await e.save(update_fields=["blocked", "updated_at"])
+        await record_change("end_user", "unblocked", e.user_id, before, {"blocked": False})
+    return {"unblocked_users": ids}

@@ -1,0 +1,296 @@
+"""`/team/*`: teams. A team groups keys under shared models, limits and a budget; blocking a team
+refuses every key in it at once. Deleting a team deletes its keys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, current_app, g, request
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from gateway.core.db.models import Key, Team, User
+from gateway.core.management.common import (
+    caller_id,
+    iso,
+    next_reset,
+    read_body,
+    record_change,
+    require_admin,
+)
+from gateway.core.management.keys import key_info
+from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
+
+bp = Blueprint("teams", __name__)
+
+EDITABLE = ("team_alias", "admins", "members", "members_with_roles", "metadata", "tpm_limit", "rpm_limit",
+            "max_budget", "budget_duration", "models", "blocked", "spend")
+# What the audit row of /team/new shows, in this order (the seed's sample): the team as created,
+# without unset values, an empty metadata or the zero spend.
+CREATED_VALUES = ("team_id", "team_alias", "admins", "members", "members_with_roles", "metadata", "tpm_limit",
+                  "rpm_limit", "max_budget", "budget_duration", "models", "blocked")
+# Columns that cannot hold null: a null sent by a client means "back to the default".
+DEFAULTS: dict[str, Any] = {"admins": [], "members": [], "members_with_roles": [], "metadata": {}, "models": [],
+                            "blocked": False, "spend": 0.0}
+
+
+class Member(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["admin", "user"] = "user"
+    user_id: str = Field(min_length=1)
+    user_email: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"role": self.role, "user_id": self.user_id}
+        if self.user_email is not None:
+            row["user_email"] = self.user_email
+        return row
+
+
+class TeamFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    team_alias: str | None = None
+    admins: list[str] | None = None
+    members: list[str] | None = None
+    members_with_roles: list[Member] | None = None
+    metadata: dict[str, Any] | None = None
+    tpm_limit: int | None = Field(None, ge=0)
+    rpm_limit: int | None = Field(None, ge=0)
+    max_budget: float | None = Field(None, ge=0)
+    budget_duration: str | None = None
+    models: list[str] | None = None
+    blocked: bool | None = None
+
+
+class NewBody(TeamFields):
+    team_id: str | None = Field(None, min_length=1, max_length=255)
+
+
+class UpdateBody(TeamFields):
+    team_id: str = Field(min_length=1)
+    spend: float | None = Field(None, ge=0)
+
+
+class TeamRef(BaseModel):
+    team_id: str = Field(min_length=1)
+
+
+class DeleteBody(BaseModel):
+    team_ids: list[str] = Field(min_length=1)
+
+
+class MemberAddBody(BaseModel):
+    team_id: str = Field(min_length=1)
+    member: Member | list[Member]
+
+
+class MemberDeleteBody(BaseModel):
+    team_id: str = Field(min_length=1)
+    user_id: str = Field(min_length=1)
+
+
+def team_info(t: Team) -> dict[str, Any]:
+    return {
+        "team_id": t.team_id, "team_alias": t.team_alias, "admins": t.admins, "members": t.members,
+        "members_with_roles": t.members_with_roles, "metadata": t.metadata, "tpm_limit": t.tpm_limit,
+        "rpm_limit": t.rpm_limit, "max_budget": t.max_budget, "budget_duration": t.budget_duration,
+        "budget_reset_at": iso(t.budget_reset_at), "models": t.models, "blocked": t.blocked, "spend": t.spend,
+        "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+    }
+
+
+def member_ids(t: Team) -> set[str]:
+    return {m.get("user_id") for m in t.members_with_roles or () if m.get("user_id")} | set(t.members or ()) | \
+        set(t.admins or ())
+
+
+async def find(team_id: str) -> Team:
+    t = await Team.get_or_none(team_id=team_id)
+    if t is None:
+        raise NotFoundError(f"Team not found, passed team_id={team_id}", param="team_id")
+    return t
+
+
+async def sync_user_teams(team_id: str, before: set[str], after: set[str]) -> None:
+    """Keep the `teams` list of the users who joined or left in step (users that exist only)."""
+    joined, left = after - before, before - after
+    if not joined and not left:
+        return
+    directory = current_app.gateway.directory
+    for user in await User.filter(user_id__in=sorted(joined | left)):
+        teams = [t for t in user.teams or () if t != team_id]
+        if user.user_id in joined:
+            teams.append(team_id)
+        if teams != list(user.teams or ()):
+            user.teams = teams
+            await user.save(update_fields=["teams", "updated_at"])
+            await directory.changed("user", user.user_id)
+
+
+@bp.post("/team/new")
+async def new() -> Any:
+    require_admin()
+    body, _ = await read_body(NewBody)
+    team_id = body.team_id or str(uuid.uuid4())
+    members = [m.as_row() for m in body.members_with_roles or ()]
+    creator = caller_id()
+    if not any(m["user_id"] == creator for m in members):
+        members.append({"role": "admin", "user_id": creator})
+    fields = {f: getattr(body, f) for f in EDITABLE if f != "spend" and getattr(body, f, None) is not None}
+    fields["members_with_roles"] = members
+    reset_at = next_reset(body.budget_duration)
+    if await Team.exists(team_id=team_id):
+        raise BadRequestError(f"Team id = {team_id} already exists. Please use a different team id.",
+                              param="team_id")
+    try:
+        t = await Team.create(team_id=team_id, budget_reset_at=reset_at, **fields)
+    except IntegrityError:
+        raise BadRequestError(f"Team id = {team_id} already exists. Please use a different team id.",
+                              param="team_id") from None
+    info = team_info(t)
+    created = {f: info[f] for f in CREATED_VALUES if info[f] is not None and not (f == "metadata" and not info[f])}
+    await record_change("team", "created", team_id, None, created)
+    await sync_user_teams(team_id, set(), member_ids(t))
+    return info
+
+
+@bp.post("/team/update")
+async def update() -> Any:
+    require_admin()
+    body, sent = await read_body(UpdateBody)
+    t = await find(body.team_id)
+    before = team_info(t)
+    old_members = member_ids(t)
+    changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
+    if "members_with_roles" in changes and changes["members_with_roles"] is not None:
+        changes["members_with_roles"] = [m.as_row() for m in body.members_with_roles or ()]
+    for f, default in DEFAULTS.items():
+        if f in changes and changes[f] is None:
+            changes[f] = default
+    if "budget_duration" in sent:
+        changes["budget_reset_at"] = next_reset(body.budget_duration)
+    t.update_from_dict(changes)
+    await t.save()
+    after = team_info(t)
+    await record_change("team", "updated", t.team_id, before, {f: after[f] for f in changes if f in after})
+    await sync_user_teams(t.team_id, old_members, member_ids(t))
+    return after
+
+
+async def _set_blocked(blocked: bool) -> Any:
+    require_admin()
+    body, _ = await read_body(TeamRef)
+    t = await find(body.team_id)
+    before = team_info(t)
+    t.blocked = blocked
+    await t.save(update_fields=["blocked", "updated_at"])
+    await record_change("team", "blocked" if blocked else "unblocked", t.team_id, before, {"blocked": blocked})
+    return team_info(t)
+
+
+@bp.post("/team/block")
+async def block() -> Any:
+    return await _set_blocked(True)
+
+
+@bp.post("/team/unblock")
+async def unblock() -> Any:
+    return await _set_blocked(False)
+
+
+@bp.post("/team/delete")
+async def delete() -> Any:
+    """Deletes the teams and every key in them (each key gets its own audit row)."""
+    require_admin()
+    body, _ = await read_body(DeleteBody)
+    ids = list(dict.fromkeys(body.team_ids))
+    teams = [await find(team_id) for team_id in ids]
+    deleted_keys: list[str] = []
+    for t in teams:
+        keys = await Key.filter(team_id=t.team_id).order_by("created_at", "token")
+        before_keys = [key_info(k) for k in keys]
+        before = team_info(t)
+        members = member_ids(t)
+        async with in_transaction():
+            await Key.filter(team_id=t.team_id).delete()
+            await Team.filter(team_id=t.team_id).delete()
+        for info in before_keys:
+            await record_change("key", "deleted", info["token"], info, None)
+            deleted_keys.append(info["token"])
+        await record_change("team", "deleted", t.team_id, before, None)
+        await sync_user_teams(t.team_id, members, set())
+    return {"deleted_teams": ids, "deleted_keys": deleted_keys}
+
+
+@bp.get("/team/info")
+async def info() -> Any:
+    """The team and its keys (never a raw key). A non-admin key may read its own team only."""
+    principal = g.principal
+    team_id = request.args.get("team_id") or (None if principal.is_admin else principal.team_id)
+    if not team_id:
+        raise BadRequestError("Pass ?team_id=<team id>", param="team_id")
+    if not principal.is_admin and team_id != principal.team_id:
+        t = await Team.get_or_none(team_id=team_id)
+        if t is None or principal.user_id is None or principal.user_id not in member_ids(t):
+            raise PermissionDeniedError("You can only view information about your own team")
+    t = await find(team_id)
+    keys = await Key.filter(team_id=team_id).order_by("created_at", "token")
+    return {"team_id": team_id, "team_info": team_info(t), "keys": [key_info(k) for k in keys]}
+
+
+@bp.get("/team/list")
+async def list_teams() -> Any:
+    """Every team (optionally only those `?user_id=` belongs to), oldest first."""
+    require_admin()
+    teams = await Team.all().order_by("created_at", "team_id")
+    user_id = request.args.get("user_id")
+    if user_id:
+        teams = [t for t in teams if user_id in member_ids(t)]
+    return [team_info(t) for t in teams]
+
+
+@bp.post("/team/member_add")
+async def member_add() -> Any:
+    require_admin()
+    body, _ = await read_body(MemberAddBody)
+    t = await find(body.team_id)
+    adding = body.member if isinstance(body.member, list) else [body.member]
+    if not adding:
+        raise BadRequestError("member must name at least one member", param="member")
+    current = {m.get("user_id") for m in t.members_with_roles or ()}
+    seen: set[str] = set()
+    for m in adding:
+        if m.user_id in current or m.user_id in seen:
+            raise BadRequestError(f"User={m.user_id} is already a member of team={t.team_id}", param="member")
+        seen.add(m.user_id)
+    before = team_info(t)
+    old_members = member_ids(t)
+    t.members_with_roles = [*(t.members_with_roles or []), *(m.as_row() for m in adding)]
+    await t.save(update_fields=["members_with_roles", "updated_at"])
+    await record_change("team", "updated", t.team_id, before, {"members_with_roles": t.members_with_roles})
+    await sync_user_teams(t.team_id, old_members, member_ids(t))
+    return team_info(t)
+
+
+@bp.post("/team/member_delete")
+async def member_delete() -> Any:
+    require_admin()
+    body, _ = await read_body(MemberDeleteBody)
+    t = await find(body.team_id)
+    uid = body.user_id
+    if uid not in member_ids(t):
+        raise NotFoundError(f"User={uid} is not a member of team={t.team_id}", param="user_id")
+    before = team_info(t)
+    old_members = member_ids(t)
+    t.members_with_roles = [m for m in t.members_with_roles or () if m.get("user_id") != uid]
+    t.admins = [a for a in t.admins or () if a != uid]
+    t.members = [a for a in t.members or () if a != uid]
+    await t.save(update_fields=["members_with_roles", "admins", "members", "updated_at"])
+    changed = {f: getattr(t, f) for f in ("admins", "members", "members_with_roles") if before[f] != getattr(t, f)}
+    await record_change("team", "updated", t.team_id, before, changed)
+    await sync_user_teams(t.team_id, old_members, member_ids(t))
+    return team_info(t)

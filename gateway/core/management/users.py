@@ -1,0 +1,206 @@
+"""`/user/*`: internal users. A user's `user_role` decides what their keys may do: a key of a
+`proxy_admin` user is admin. Like the LiteLLM proxy, `/user/new` also issues a key for the user
+(returned once, as `key`) unless `auto_create_key` is false. Deleting a user deletes their keys."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, current_app, g, request
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from gateway.core.db.models import Key, Team, User
+from gateway.core.keys import generate_key, hash_key, key_name
+from gateway.core.management.common import (
+    iso,
+    next_reset,
+    now,
+    parse_duration,
+    read_body,
+    record_change,
+    require_admin,
+)
+from gateway.core.management.keys import _alias_free, key_info
+from gateway.core.management.teams import team_info
+from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
+
+bp = Blueprint("users", __name__)
+
+Role = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"]
+
+EDITABLE = ("user_alias", "user_email", "user_role", "teams", "models", "max_budget", "budget_duration",
+            "metadata", "tpm_limit", "rpm_limit", "spend")
+CREATED_VALUES = ("user_id", "user_alias", "user_email", "user_role", "teams", "models", "max_budget",
+                  "budget_duration", "metadata", "tpm_limit", "rpm_limit")
+DEFAULTS: dict[str, Any] = {"teams": [], "models": [], "metadata": {}, "spend": 0.0, "user_role": "internal_user"}
+
+
+class UserFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    user_alias: str | None = None
+    user_email: str | None = None
+    user_role: Role | None = None
+    teams: list[str] | None = None
+    models: list[str] | None = None
+    max_budget: float | None = Field(None, ge=0)
+    budget_duration: str | None = None
+    metadata: dict[str, Any] | None = None
+    tpm_limit: int | None = Field(None, ge=0)
+    rpm_limit: int | None = Field(None, ge=0)
+
+
+class NewBody(UserFields):
+    user_id: str | None = Field(None, min_length=1, max_length=255)
+    auto_create_key: bool = True
+    key_alias: str | None = None
+    duration: str | None = None
+
+
+class UpdateBody(UserFields):
+    user_id: str = Field(min_length=1)
+    spend: float | None = Field(None, ge=0)
+
+
+class DeleteBody(BaseModel):
+    user_ids: list[str] = Field(min_length=1)
+
+
+def user_info(u: User) -> dict[str, Any]:
+    return {
+        "user_id": u.user_id, "user_alias": u.user_alias, "user_email": u.user_email, "user_role": u.user_role,
+        "teams": u.teams, "models": u.models, "max_budget": u.max_budget, "spend": u.spend,
+        "budget_duration": u.budget_duration, "budget_reset_at": iso(u.budget_reset_at), "metadata": u.metadata,
+        "tpm_limit": u.tpm_limit, "rpm_limit": u.rpm_limit, "created_at": iso(u.created_at),
+        "updated_at": iso(u.updated_at),
+    }
+
+
+async def find(user_id: str) -> User:
+    u = await User.get_or_none(user_id=user_id)
+    if u is None:
+        raise NotFoundError(f"User not found, passed user_id={user_id}", param="user_id")
+    return u
+
+
+def _exists(user_id: str) -> BadRequestError:
+    return BadRequestError(f"User id = {user_id} already exists. Please use a different user id.", param="user_id")
+
+
+@bp.post("/user/new")
+async def new() -> Any:
+    require_admin()
+    body, _ = await read_body(NewBody)
+    user_id = body.user_id or str(uuid.uuid4())
+    reset_at = next_reset(body.budget_duration)
+    expires = now() + parse_duration(body.duration, "duration") if body.duration else None
+    fields = {f: getattr(body, f) for f in EDITABLE if f != "spend" and getattr(body, f, None) is not None}
+    if await User.exists(user_id=user_id):
+        raise _exists(user_id)
+    if body.auto_create_key:
+        await _alias_free(body.key_alias)
+    raw = generate_key() if body.auto_create_key else None
+    try:
+        async with in_transaction():
+            u = await User.create(user_id=user_id, budget_reset_at=reset_at, **fields)
+            k = None
+            if raw is not None:
+                k = await Key.create(token=hash_key(raw), key_name=key_name(raw), key_alias=body.key_alias,
+                                     user_id=user_id, models=list(u.models or []), expires=expires,
+                                     created_by=g.principal.user_id)
+    except IntegrityError:
+        raise _exists(user_id) from None
+    info = user_info(u)
+    created = {f: info[f] for f in CREATED_VALUES if info[f] is not None and not (f == "metadata" and not info[f])}
+    await record_change("user", "created", user_id, None, created)
+    if k is None:
+        return info
+    await record_change("key", "created", k.token, None, key_info(k))
+    return {**info, "key": raw, "token": k.token, "key_name": k.key_name, "key_alias": k.key_alias,
+            "expires": iso(k.expires)}
+
+
+@bp.post("/user/update")
+async def update() -> Any:
+    require_admin()
+    body, sent = await read_body(UpdateBody)
+    u = await find(body.user_id)
+    before = user_info(u)
+    changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
+    for f, default in DEFAULTS.items():
+        if f in changes and changes[f] is None:
+            changes[f] = default
+    if "budget_duration" in sent:
+        changes["budget_reset_at"] = next_reset(body.budget_duration)
+    u.update_from_dict(changes)
+    await u.save()
+    after = user_info(u)
+    await record_change("user", "updated", u.user_id, before, {f: after[f] for f in changes if f in after})
+    return after
+
+
+@bp.post("/user/delete")
+async def delete() -> Any:
+    """Deletes the users and their keys, and takes them out of their teams."""
+    require_admin()
+    body, _ = await read_body(DeleteBody)
+    ids = list(dict.fromkeys(body.user_ids))
+    users = [await find(user_id) for user_id in ids]
+    directory = current_app.gateway.directory
+    deleted_keys: list[str] = []
+    for u in users:
+        keys = await Key.filter(user_id=u.user_id).order_by("created_at", "token")
+        before_keys = [key_info(k) for k in keys]
+        before = user_info(u)
+        async with in_transaction():
+            await Key.filter(user_id=u.user_id).delete()
+            await User.filter(user_id=u.user_id).delete()
+        for info in before_keys:
+            await record_change("key", "deleted", info["token"], info, None)
+            deleted_keys.append(info["token"])
+        await record_change("user", "deleted", u.user_id, before, None)
+        for t in await Team.filter(team_id__in=list(u.teams or [])):
+            t.members_with_roles = [m for m in t.members_with_roles or () if m.get("user_id") != u.user_id]
+            t.admins = [a for a in t.admins or () if a != u.user_id]
+            t.members = [a for a in t.members or () if a != u.user_id]
+            await t.save(update_fields=["members_with_roles", "admins", "members", "updated_at"])
+            await directory.changed("team", t.team_id)
+    return {"deleted_users": ids, "deleted_keys": deleted_keys}
+
+
+@bp.get("/user/info")
+async def info() -> Any:
+    """The user, their keys (never a raw key) and their teams. A non-admin key may read its own user."""
+    principal = g.principal
+    user_id = request.args.get("user_id") or (None if principal.is_admin else principal.user_id)
+    if not user_id:
+        raise BadRequestError("Pass ?user_id=<user id>", param="user_id")
+    if not principal.is_admin and user_id != principal.user_id:
+        raise PermissionDeniedError("You can only view information about your own user")
+    u = await find(user_id)
+    keys = await Key.filter(user_id=user_id).order_by("created_at", "token")
+    teams = await Team.filter(team_id__in=list(u.teams or [])).order_by("created_at", "team_id")
+    return {"user_id": user_id, "user_info": user_info(u), "keys": [key_info(k) for k in keys],
+            "teams": [team_info(t) for t in teams]}
+
+
+@bp.get("/user/list")
+async def list_users() -> Any:
+    require_admin()
+    args = request.args
+    try:
+        page = max(1, int(args.get("page", 1)))
+        size = min(1000, max(1, int(args.get("page_size", 25))))
+    except ValueError:
+        raise BadRequestError("page and page_size must be whole numbers", param="page") from None
+    query = User.all()
+    if args.get("role"):
+        query = query.filter(user_role=args["role"])
+    total = await query.count()
+    rows = await query.order_by("created_at", "user_id").offset((page - 1) * size).limit(size)
+    return {"users": [user_info(u) for u in rows], "total": total, "page": page, "page_size": size,
+            "total_pages": max(1, math.ceil(total / size))}
