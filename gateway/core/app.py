@@ -12,6 +12,7 @@ from quart import Quart, Response, g, request
 from gateway.context import AlertEvent, AuditEvent
 from gateway.core import auth, errors
 from gateway.core.access import AccessPolicy
+from gateway.core.body_limit import BodyLimit
 from gateway.core.enforced_params import enforced_params
 from gateway.builtins.audit_store import AuditStore
 from gateway.builtins.spend_logs import SpendLogs
@@ -51,11 +52,17 @@ class Gateway:
         self.enforced_params = enforced_params(settings.file.general_settings.get("enforced_params"))
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.holds_streams = False
+        self.request_body_limit: int | None = None
         self.db = Database(settings.database_url)
         ttl = float(settings.file.general_settings.get("user_api_key_cache_ttl") or 60.0)
         cache = IdentityCache(ttl=ttl)
         self.directory = Directory(cache, Invalidator(cache, self.db.url, settings.env.redis_url))
         self.readiness_checks["database"] = self.db.ping
+
+    def limit_request_body(self, max_bytes: int) -> None:
+        """Ask that no request body be buffered past `max_bytes + 1` bytes (size-limit plugins)."""
+        current = self.request_body_limit
+        self.request_body_limit = max_bytes if current is None else min(current, max_bytes)
 
     def http_client(self, url: str) -> Any:
         """A pooled httpx client for `url`'s host (aiohttp transport), shared with the router."""
@@ -105,6 +112,8 @@ def create_app(settings: Settings) -> Quart:
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documented field order
     app.gateway = gw  # type: ignore[attr-defined]
+    if gw.request_body_limit is not None:
+        app.asgi_app = BodyLimit(app.asgi_app, gw.request_body_limit)  # type: ignore[method-assign]
     errors.install(app)
     app.register_blueprint(llm.bp)
     app.register_blueprint(health.bp)
