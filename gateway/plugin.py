@@ -47,6 +47,8 @@ class Plugin:
         """True when a seed-style setting turns this plugin on. Override for finer rules."""
         for key in cls.switched_on_by:
             value = settings.get(key, environ.get(key))
-            if value not in (None, False, "", [], "False", "false", "0"):
-                return True
+            # 0 counts as set, so that a bad limit is reported by the plugin's config, not ignored.
+            if value is None or value is False or value == [] or value in ("", "False", "false"):
+                continue
+            return True
         return False

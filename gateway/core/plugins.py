@@ -21,6 +21,23 @@ from gateway import hookspecs
 from gateway.plugin import Plugin
 
 ENTRY_POINT_GROUP = "gateway"
+#: Plugins that a seed setting can switch on list themselves here too (same name and object);
+#: only these are imported when not named in the config, to ask `is_switched_on`.
+SWITCHABLE_GROUP = "gateway.switchable"
+
+#: The first-party plugins' distributions, for the "not installed" hint (entry-point names do not
+#: always spell the distribution: `llmguard_moderations` ships in `gateway-plugin-llmguard`).
+KNOWN_DISTRIBUTIONS = {
+    "hide_secrets": "gateway-plugin-hide-secrets",
+    "llmguard_moderations": "gateway-plugin-llmguard",
+    "llamaguard_moderations": "gateway-plugin-llamaguard",
+    "google_text_moderation": "gateway-plugin-google-moderation",
+    "blocked_user_check": "gateway-plugin-blocked-users",
+    "banned_keywords": "gateway-plugin-banned-keywords",
+    "aws_kms": "gateway-plugin-aws-kms",
+    "size_limits": "gateway-plugin-size-limits",
+    "slack_alerting": "gateway-plugin-slack-alerting",
+}
 log = logging.getLogger("gateway.plugins")
 
 
@@ -50,8 +67,12 @@ def installed_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def switchable_entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=SWITCHABLE_GROUP)}
+
+
 def _distribution_name(name: str) -> str:
-    return "gateway-plugin-" + name.replace("_", "-")
+    return KNOWN_DISTRIBUTIONS.get(name) or "gateway-plugin-" + name.replace("_", "-")
 
 
 def load_class(name: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], str | None, str | None]:
@@ -60,6 +81,7 @@ def load_class(name: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], 
         raise PluginError(
             f"plugin {name!r} is enabled in the config but not installed; "
             f"install it with: pip install {_distribution_name(name)}"
+            + ("" if name in KNOWN_DISTRIBUTIONS else " (or whichever distribution provides it)")
         )
     try:
         cls = ep.load()
@@ -72,29 +94,43 @@ def load_class(name: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], 
     return cls, dist, version
 
 
-def _native_entries(file_plugins: list[Any]) -> dict[str, Any]:
-    return {entry.name: entry for entry in file_plugins if entry.enabled}
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) -> dict[str, str]:
     """Names of the plugins to enable, each with why: 'callbacks', 'plugins', or the setting."""
     names: dict[str, str] = {}
-    litellm = raw_config.get("litellm_settings") or {}
-    general = raw_config.get("general_settings") or {}
+    # The file is not validated yet: a section of the wrong type is skipped here and reported,
+    # as one line naming it, when the config is validated.
+    litellm = _mapping(raw_config.get("litellm_settings"))
+    general = _mapping(raw_config.get("general_settings"))
     callbacks = litellm.get("callbacks") or []
     if isinstance(callbacks, str):
         callbacks = [callbacks]
+    if not isinstance(callbacks, list):
+        raise PluginError("litellm_settings.callbacks: must be a list of plugin names")
     for name in callbacks:
         if isinstance(name, str):
             names.setdefault(name, "litellm_settings.callbacks")
-    for entry in raw_config.get("plugins") or []:
-        if isinstance(entry, dict) and entry.get("enabled", True) and isinstance(entry.get("name"), str):
-            names.setdefault(entry["name"], "plugins")
+    disabled: set[str] = set()
+    for entry in _list(raw_config.get("plugins")):
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            if entry.get("enabled", True) is False:
+                disabled.add(entry["name"])  # `enabled: false` wins over callbacks and switches
+            else:
+                names.setdefault(entry["name"], "plugins")
+    for name in disabled:
+        names.pop(name, None)
     flat = {**general, **litellm}
-    for name, ep in eps.items():
-        if name in names:
+    for name, ep in switchable_entry_points().items():
+        if name in names or name in disabled or name not in eps:
             continue
-        # Only plugins that declare a switch are inspected; their module must import cheaply.
+        # Only plugins listed as switchable are imported to ask; their modules import cheaply.
         try:
             cls = ep.load()
         except Exception as exc:
@@ -139,20 +175,22 @@ class PluginHost:
         """Load the classes of the enabled plugins (no instances yet)."""
         self.eps = installed_entry_points()
         natives = {
-            e["name"]: e for e in (raw_config.get("plugins") or []) if isinstance(e, dict) and "name" in e
+            e["name"]: e for e in _list(raw_config.get("plugins")) if isinstance(e, dict) and "name" in e
         }
         for name, why in enabled_names(raw_config, self.eps).items():
             cls, dist, version = load_class(name, self.eps)
-            native = natives.get(name, {})
+            priority = natives.get(name, {}).get("priority")
+            # The raw file may still hold `os.environ/` references or quoted numbers: this order
+            # only serves `prepare_environment`; `instantiate` applies the validated knobs.
             self.slots[name] = PluginSlot(
                 name=name,
                 cls=cls,
                 distribution=dist,
                 version=version,
-                priority=native.get("priority") if native.get("priority") is not None else cls.priority,
-                timeout_s=native.get("timeout_s"),
-                on_error=native.get("on_error", "fail_closed"),
-                mode=native.get("mode", "enforce"),
+                priority=priority if isinstance(priority, int) else cls.priority,
+                timeout_s=None,
+                on_error="fail_closed",
+                mode="enforce",
                 enabled_by=why,
             )
 
@@ -187,6 +225,11 @@ class PluginHost:
         """Build each plugin's config and instance, then register it with pluggy."""
         natives = {e.name: e for e in settings.file.plugins}
         flat = settings.flat_settings
+        for slot in self.slots.values():
+            native = natives.get(slot.name)
+            if native is not None and slot.enabled_by != "builtin":
+                slot.priority = slot.cls.priority if native.priority is None else native.priority
+                slot.timeout_s, slot.on_error, slot.mode = native.timeout_s, native.on_error, native.mode
         for slot in self.ordered():
             native = natives.get(slot.name)
             config = build_config(slot.cls, slot.name, native.config if native else None, flat)
@@ -202,7 +245,11 @@ class PluginHost:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name!r}: {exc} (no such hook in gateway.hookspecs)") from None
+            name = self.pm.get_name(exc.plugin) or type(exc.plugin).__name__
+            unknown = sorted(c.name for c in self.pm.get_hookcallers(exc.plugin) or () if not c.has_spec())
+            raise PluginError(
+                f"plugin {name!r} implements {', '.join(unknown) or exc}, which is not a hook in gateway.hookspecs"
+            ) from None
 
     def ordered(self) -> list[PluginSlot]:
         """Plugins by priority, high first; ties by name."""

@@ -116,19 +116,30 @@ class Recorder(Plugin):
     name = "probe_recorder"
     priority = 10
 
+    class Config(PluginConfig):
+        events_file: str | None = Field(
+            None, description="Also append each lifecycle event to this file (seen after the process ends)."
+        )
+
     def __init__(self, config, gateway):
         super().__init__(config, gateway)
         self.finished: list[dict[str, Any]] = []
         self.events: list[str] = []
         self.alerts: list[str] = []
 
+    def _event(self, name: str) -> None:
+        self.events.append(name)
+        if self.config.events_file:
+            with open(self.config.events_file, "a") as f:
+                f.write(name + "\n")
+
     @hookimpl
     async def startup(self, gateway):
-        self.events.append("startup")
+        self._event("startup")
 
     @hookimpl
     async def shutdown(self, gateway):
-        self.events.append("shutdown")
+        self._event("shutdown")
 
     @hookimpl
     async def request_finished(self, ctx, outcome):
