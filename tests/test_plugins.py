@@ -585,3 +585,20 @@ def test_plugins_route_is_for_admins_only(gateway_server, fake_upstream):
     info = admin_get(server, "/plugins")
     assert set(info) >= {"installed", "enabled", "counters", "order"}
     assert order_of(info, "pre_request") == ["probe_block"]
+
+
+def test_a_failing_startup_hook_stops_the_cli_with_one_line(tmp_path):
+    """A plugin whose startup raises: the server exits non-zero with one line, and never hangs."""
+    import subprocess as sp
+    import sys as _sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("general_settings:\n  master_key: sk-1234\nlitellm_settings:\n  callbacks: [probe_startup_fails]\n")
+    proc = sp.run([_sys.executable, "-m", "gateway.core.cli", "--config", str(cfg), "--port", "0"],
+                  capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                  env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite://{tmp_path}/x.db"})
+    assert proc.returncode == 3
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("gateway: error:")]
+    assert errors == ["gateway: error: plugin 'probe_startup_fails' failed to start: "
+                      "RuntimeError: cannot reach the moderation service (on purpose)"]
+    assert "Traceback" not in proc.stderr

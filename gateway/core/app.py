@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 import uuid
 from typing import Any, Awaitable, Callable
@@ -43,6 +45,7 @@ class Gateway:
         self.host = host
         self.master_key = settings.master_key
         self.router = Router(settings)
+        self.router.alert = self.alert  # a call that failed on every attempt raises an alert
         self.prices = PriceTable()
         self.spend_writer: Any = None  # set by the spend_logs builtin
         self.started_at = time.time()
@@ -162,16 +165,14 @@ def create_app(settings: Settings) -> Quart:
 
     @app.before_serving
     async def start() -> None:
-        if gw.master_key is None:
-            log.warning("NO MASTER KEY IS SET: every caller is admin (development mode). "
-                        "Set general_settings.master_key or GATEWAY_MASTER_KEY before exposing this gateway.")
-        await gw.db.connect()
-        await gw.db.ensure_current()
-        await gw.directory.invalidator.start()
-        log.info("database: %s", gw.db.display_url)
-        await gw.dispatcher.run_lifecycle("startup", gw)
-        log.info("gateway ready: %d model group(s), plugins: %s", len(gw.router.groups),
-                 ", ".join(s.name for s in host.ordered()) or "none")
+        try:
+            await _start(gw, host)
+        except Exception as exc:
+            if os.environ.get("GATEWAY_EXIT_ON_STARTUP_FAILURE") == "1":
+                # Under the CLI: one clear line and a non-zero exit, never a hung server.
+                print(f"gateway: error: {exc}", file=sys.stderr, flush=True)
+                os._exit(3)
+            raise
 
     @app.after_serving
     async def stop() -> None:
@@ -183,3 +184,16 @@ def create_app(settings: Settings) -> Quart:
         await gw.db.close()
 
     return app
+
+
+async def _start(gw: Gateway, host: PluginHost) -> None:
+    if gw.master_key is None:
+        log.warning("NO MASTER KEY IS SET: every caller is admin (development mode). "
+                    "Set general_settings.master_key or GATEWAY_MASTER_KEY before exposing this gateway.")
+    await gw.db.connect()
+    await gw.db.ensure_current()
+    await gw.directory.invalidator.start()
+    log.info("database: %s", gw.db.display_url)
+    await gw.dispatcher.run_lifecycle("startup", gw)
+    log.info("gateway ready: %d model group(s), plugins: %s", len(gw.router.groups),
+             ", ".join(s.name for s in host.ordered()) or "none")

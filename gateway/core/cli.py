@@ -54,6 +54,7 @@ def serve(argv: Sequence[str]) -> int:
         os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     if args.detailed_debug:
         os.environ["GATEWAY_DETAILED_DEBUG"] = "true"
+    os.environ["GATEWAY_EXIT_ON_STARTUP_FAILURE"] = "1"  # workers inherit it
     from gateway.core.app import create_app, load
     from gateway.core.logsetup import configure_logging
 

@@ -9,7 +9,8 @@ import sys
 
 def configure_logging() -> None:
     detailed = os.environ.get("GATEWAY_DETAILED_DEBUG", "").lower() in ("1", "true", "yes")
-    level = logging.DEBUG if detailed else getattr(logging, os.environ.get("GATEWAY_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    name = os.environ.get("GATEWAY_LOG_LEVEL") or os.environ.get("LITELLM_LOG") or "INFO"
+    level = logging.DEBUG if detailed else getattr(logging, name.upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

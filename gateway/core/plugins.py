@@ -210,7 +210,8 @@ class PluginHost:
         for slot in self.ordered():
             raw = inspect.getattr_static(slot.cls, "prepare_environment", None)
             fn = getattr(slot.cls, "prepare_environment", None)
-            if fn is None or not hasattr(fn, "gateway_impl"):
+            # @hookimpl may sit above or below @staticmethod: the mark is on one or the other.
+            if fn is None or not (hasattr(fn, "gateway_impl") or hasattr(raw, "gateway_impl")):
                 continue
             if not isinstance(raw, (staticmethod, classmethod)):
                 raise PluginError(

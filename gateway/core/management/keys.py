@@ -231,7 +231,7 @@ async def info() -> Any:
         token = token_of(ref)
     if not principal.is_admin and token != principal.api_key:
         raise PermissionDeniedError("You can only view information about your own key")
-    k = await find(token)
+    k = await find(ref)
     return {"key": ref, "info": key_info(k)}
 
 

@@ -10,6 +10,7 @@ import hashlib
 import math
 import struct
 import time
+import uuid
 from typing import Any, AsyncIterator
 
 import orjson
@@ -32,9 +33,9 @@ def reply_text(dep: Deployment, body: dict[str, Any]) -> str:
     return f"This is a fake reply from {dep.upstream_model} to: {snippet}" if snippet else f"This is a fake reply from {dep.upstream_model}."
 
 
-def _ident(prefix: str, body: dict[str, Any]) -> str:
-    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
-    return f"{prefix}-{digest}"
+def _ident(prefix: str) -> str:
+    """Content is deterministic; ids are not, so that every call has its own spend-log row."""
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
 class StaticReply:
@@ -96,7 +97,7 @@ async def send(dep: Deployment, call_type: str, body: dict[str, Any], stream: bo
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
              "total_tokens": prompt_tokens + completion_tokens}
     chat = call_type == "acompletion"
-    ident = _ident("chatcmpl" if chat else "cmpl", body)
+    ident = _ident("chatcmpl" if chat else "cmpl")
     if not stream:
         if chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}

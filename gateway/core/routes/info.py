@@ -14,8 +14,8 @@ bp = Blueprint("info", __name__)
 
 @bp.get("/")
 async def home() -> Any:
-    return {"name": "gateway", "version": gateway.__version__,
-            "docs": "/openapi.json", "health": "/health/liveliness", "models": "/v1/models"}
+    return {"name": "gateway", "version": gateway.__version__, "health": "/health/liveliness",
+            "models": "/v1/models", "routes": "/routes"}
 
 
 @bp.get("/routes")

@@ -190,3 +190,13 @@ class BadHook(Plugin):
     @hookimpl
     async def pre_reqest(self, ctx):  # misspelled on purpose
         return None
+
+
+class StartupFails(Plugin):
+    """Its startup hook raises: start-up must stop with one line, not hang."""
+
+    name = "probe_startup_fails"
+
+    @hookimpl
+    async def startup(self, gateway):
+        raise RuntimeError("cannot reach the moderation service (on purpose)")
