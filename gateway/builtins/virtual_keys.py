@@ -2,17 +2,20 @@
 
 Recognises `sk-` keys issued by `/key/generate` from the in-memory directory (no database read in
 steady state), and refuses blocked or expired keys with the reference's messages. Its
-`pre_request` enforces, on LLM calls only, model access and the key, team, user and end-user budgets.
+`pre_request` enforces, on LLM calls only, model access and the key, team, user and end-user budgets;
+a refusal for budget raises a `budget_exceeded` alert (at most once a minute per entity).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from gateway import (
+    AlertEvent,
     AuthenticationError,
     BudgetExceededError,
     GatewayError,
@@ -24,6 +27,8 @@ from gateway.core.keys import hash_key
 
 ADMIN_ROLES = ("proxy_admin",)
 RESET_INTERVAL_S = 60.0
+#: A refused call raises a `budget_exceeded` alert at most this often per key, team, user or end user.
+BUDGET_ALERT_INTERVAL_S = 60.0
 log = logging.getLogger("gateway.virtual_keys")
 
 
@@ -81,6 +86,7 @@ class VirtualKeys(Plugin):
     def __init__(self, config: Any, gateway: Any) -> None:
         super().__init__(config, gateway)
         self._resetter: asyncio.Task[None] | None = None
+        self._budget_alerted: dict[tuple[str, str], float] = {}  # (entity, id) -> monotonic time
 
     @hookimpl
     async def startup(self, gateway: Any) -> None:
@@ -146,10 +152,41 @@ class VirtualKeys(Plugin):
                         f"This token can only access models={allowed}. Tried to access {ctx.model}",
                         param="model",
                     )
-            for record in principal.extra.get("records") or ():
-                check_budget(record, now)
+            for entity, record in zip(("key", "team", "user"), principal.extra.get("records") or ()):
+                self._check_budget(ctx, entity, record, now)
         if ctx.end_user:
             if not isinstance(ctx.end_user, str):
                 raise GatewayError("user must be a string", status=400, type="bad_request_error", param="user")
             end_user = await self.gateway.directory.end_user(ctx.end_user)
-            check_budget(end_user, now)
+            self._check_budget(ctx, "end_user", end_user, now)
+
+    def _check_budget(self, ctx: Any, entity: str, record: Any, now: datetime) -> None:
+        try:
+            check_budget(record, now)
+        except BudgetExceededError:
+            self._budget_alert(ctx, entity, record, now)
+            raise
+
+    def _budget_alert(self, ctx: Any, entity: str, record: Any, now: datetime) -> None:
+        """A `budget_exceeded` alert, at most once per entity per `BUDGET_ALERT_INTERVAL_S`."""
+        if entity == "key":
+            ident, name = record.token, record.key_alias or record.key_name
+        elif entity == "team":
+            ident = name = record.team_id
+        else:
+            ident = name = record.user_id
+        tick = time.monotonic()
+        last = self._budget_alerted.get((entity, ident))
+        if last is not None and tick - last < BUDGET_ALERT_INTERVAL_S:
+            return
+        if len(self._budget_alerted) >= 10_000:  # forget entities not refused within the interval
+            self._budget_alerted = {k: t for k, t in self._budget_alerted.items() if tick - t < BUDGET_ALERT_INTERVAL_S}
+        self._budget_alerted[(entity, ident)] = tick
+        spend = effective_spend(record, now)
+        label = entity.replace("_", " ")
+        self.gateway.alert(AlertEvent(
+            kind="budget_exceeded", request_id=ctx.request_id,
+            message=f"Budget exceeded for {label} {name}: current cost {spend}, max budget {record.max_budget}",
+            details={"entity": entity, "id": name, "spend": spend, "max_budget": record.max_budget,
+                     "model": ctx.model},
+        ))

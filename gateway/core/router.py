@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
+from gateway.context import AlertEvent
 from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import Deployment, DeploymentError, resolve
-from gateway.errors import BadRequestError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.router")
 
@@ -60,6 +61,8 @@ class Router:
         cooldown = settings.file.router_settings.cooldown_time
         self.cooldown_time = 5.0 if cooldown is None else float(cooldown)
         self.pool = openai_compatible.ClientPool(transport=settings.env.http_transport)
+        #: Where a call that failed on every attempt is reported (the app sets `Gateway.alert`).
+        self.alert: Callable[[AlertEvent], None] | None = None
 
     def model_names(self) -> list[str]:
         return list(self.groups)
@@ -100,7 +103,7 @@ class Router:
         """
         group = self.group(ctx.model)
         tried: set[str] = set()
-        last: Exception | None = None
+        last: GatewayError | None = None
         for attempt in range(self.num_retries + 1):
             dep = self.pick(group, tried)
             tried.add(dep.id)
@@ -108,8 +111,9 @@ class Router:
             started = time.perf_counter()
             try:
                 reply = await self._send(dep, call_type, body, stream)
-            except UpstreamTimeoutError:
+            except UpstreamTimeoutError as exc:
                 ctx.upstream_seconds += time.perf_counter() - started
+                self._report_failure(ctx, exc, attempt + 1, tried)
                 raise
             except UpstreamConnectionError as exc:
                 ctx.upstream_seconds += time.perf_counter() - started
@@ -128,7 +132,21 @@ class Router:
             last = error
             log.warning("request %s: deployment %s answered %d (attempt %d)", ctx.request_id, dep.id, reply.status, attempt + 1)
         assert last is not None
+        self._report_failure(ctx, last, self.num_retries + 1, tried)
         raise last
+
+    def _report_failure(self, ctx: Any, error: GatewayError, attempts: int, tried: set[str]) -> None:
+        """No attempt succeeded: raise an `upstream_failure` alert. The message names the group and
+        the last error (already free of any api_key), and stays the same for every request that
+        fails the same way, so that alert channels can fold a storm into one message."""
+        if self.alert is None:
+            return
+        self.alert(AlertEvent(
+            kind="upstream_failure", level="error", request_id=ctx.request_id,
+            message=f"Model group {ctx.model}: {attempts} attempt(s) failed. Last error: {error.message}",
+            details={"model_group": ctx.model, "attempts": attempts, "deployments": sorted(tried),
+                     "status": error.status},
+        ))
 
     async def close(self) -> None:
         await self.pool.close()
