@@ -38,6 +38,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from gateway import Plugin, hookimpl
+from gateway.core.db.models import AuditLog
 
 log = logging.getLogger("gateway.audit")
 
@@ -169,6 +170,7 @@ class _Cleaner:
 def row_from_event(event: Any) -> dict[str, Any]:
     """The row for one `AuditEvent`, without `seq`, `prev_hash` and `hash` (set when appended)."""
     clean = _Cleaner()
+    when = event.updated_at if event.updated_at is not None else time.time()
     api_key = event.changed_by_api_key
     if api_key is not None and not HASH_RE.match(str(api_key)):
         log.warning("audit event %s %s %s: changed_by_api_key was not a key hash; stored its sha256",
@@ -176,7 +178,7 @@ def row_from_event(event: Any) -> dict[str, Any]:
         api_key = hashlib.sha256(str(api_key).encode()).hexdigest()
     row = {
         "id": str(uuid.uuid4()),
-        "updated_at": iso(datetime.fromtimestamp(event.updated_at, timezone.utc)),
+        "updated_at": iso(when if isinstance(when, datetime) else datetime.fromtimestamp(when, timezone.utc)),
         "changed_by": clean.column("changed_by", event.changed_by),
         "changed_by_api_key": api_key,
         "action": clean.column("action", event.action),
@@ -200,8 +202,6 @@ def display(value: Any) -> str:
 
 async def append(rows: list[dict[str, Any]]) -> None:
     """Append rows to the chain in one transaction, serialised against every other writer."""
-    from gateway.core.db.models import AuditLog
-
     async with in_transaction() as conn:
         if conn.capabilities.dialect == "postgres":
             await conn.execute_query(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK})")
@@ -227,8 +227,6 @@ class Verdict:
 
 async def verify_chain(page: int = 1000) -> Verdict:
     """Walk the chain in `seq` order; the first edited or removed row, or how many rows are intact."""
-    from gateway.core.db.models import AuditLog
-
     count, last_seq, prev_hash, prev = 0, 0, GENESIS, None
     while True:
         batch = await AuditLog.filter(seq__gt=last_seq).order_by("seq").limit(page)
@@ -276,6 +274,7 @@ class AuditStore(Plugin):
         self._writer: asyncio.Task[None] | None = None
         self._open = False
         self._deadline: float | None = None
+        self._inflight = 0
 
     @hookimpl
     async def startup(self, gateway: Any) -> None:
@@ -301,6 +300,8 @@ class AuditStore(Plugin):
         self._open = False
         if self._writer is None:
             return
+        if self.queue or self._inflight:
+            log.info("audit store stopping: %d event(s) still to write", len(self.queue) + self._inflight)
         self._deadline = time.monotonic() + SHUTDOWN_GRACE_S
         assert self._wake is not None
         self._wake.set()
@@ -330,18 +331,20 @@ class AuditStore(Plugin):
                 await self._wake.wait()
                 continue
             batch = [self.queue.popleft() for _ in range(min(BATCH, len(self.queue)))]
+            self._inflight = len(batch)
             try:
                 await self._write(batch)
             except Exception:  # never let the writer die
                 log.exception("audit writer: unexpected error; %d event(s) lost", len(batch))
                 self.lost += len(batch)
+            finally:
+                self._inflight = 0
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() > self._deadline
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
-        """Append a batch, retrying with backoff while the database fails. A row the database keeps
-        refusing while it answers otherwise is dropped, loudly, so that it cannot stall the rest."""
+        """Append a batch, retrying with backoff (logged) for as long as the database fails."""
         attempt = 0
         while True:
             try:
@@ -350,20 +353,42 @@ class AuditStore(Plugin):
                 return
             except Exception as exc:
                 attempt += 1
-                log.warning("audit writer: writing %d row(s) failed (attempt %d): %s: %s",
-                            len(batch), attempt, type(exc).__name__, exc)
+                log.warning("audit writer: writing %d row(s) failed (attempt %d, %d more queued): %s: %s",
+                            len(batch), attempt, len(self.queue), type(exc).__name__, exc)
             if self._past_deadline():
                 self._lose(len(batch), "the database could not be reached before shutdown")
                 return
-            if attempt >= 3 and len(batch) > 1 and await self._database_answers():
-                for row in batch:  # one bad row must not hold back the others
-                    await self._write([row])
-                return
-            if attempt >= 5 and len(batch) == 1 and await self._database_answers():
-                self._lose(1, f"the database refuses row {batch[0]['id']} ({batch[0]['table_name']} "
-                              f"{batch[0]['action']} {batch[0]['object_id']})")
-                return
+            if attempt % 3 == 0 and await self._database_answers():
+                batch = await self._isolate(batch)
+                if not batch:
+                    return
             await asyncio.sleep(min(5.0, 0.05 * 2 ** attempt))
+
+    async def _isolate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The database answers yet refuses the batch: write its rows one by one. When some go in,
+        the rest are refused for what they hold and are dropped, loudly, so that they cannot stall
+        the log; when none does, the fault is the database's (a missing table, no permission):
+        keep them all, to retry. Returns the rows still to write."""
+        if len(batch) == 1 and self.queue:
+            batch = [*batch, self.queue.popleft()]  # a second row tells a bad row from a bad database
+            self._inflight = len(batch)
+        failed = []
+        for row in batch:
+            for _ in range(2):
+                try:
+                    await append([row])
+                    self.written += 1
+                    break
+                except Exception:
+                    continue
+            else:
+                failed.append(row)
+        if len(failed) == len(batch):
+            return failed
+        for row in failed:
+            self._lose(1, f"the database refuses row {row['id']} ({row['table_name']} {row['action']} "
+                          f"{row['object_id']}) while it takes others")
+        return []
 
     async def _database_answers(self) -> bool:
         try:
