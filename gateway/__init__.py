@@ -3,7 +3,7 @@
 This module is the plugin author's whole API; everything under `gateway.core` is internal.
 """
 
-from gateway.context import AlertEvent, AuditEvent, Outcome, Principal, RequestContext
+from gateway.context import AlertEvent, AuditEvent, Outcome, Principal, RequestContext, iter_request_text
 from gateway.errors import (
     AuthenticationError,
     BadRequestError,
@@ -41,4 +41,5 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeoutError",
     "hookimpl",
+    "iter_request_text",
 ]

@@ -38,6 +38,12 @@ class Plugin:
     #: in the `gateway.switchable` entry-point group, so the core knows to ask it.
     switched_on_by: ClassVar[tuple[str, ...]] = ()
 
+    #: The framework's knobs for this plugin as configured (set before `startup`): a plugin that
+    #: rewrites requests can read `mode` and only report in "monitor".
+    mode: str = "enforce"
+    on_error: str = "fail_closed"
+    timeout_s: float | None = None
+
     def __init__(self, config: PluginConfig, gateway: Any) -> None:
         self.config = config
         self.gateway = gateway

@@ -602,3 +602,11 @@ def test_a_failing_startup_hook_stops_the_cli_with_one_line(tmp_path):
     assert errors == ["gateway: error: plugin 'probe_startup_fails' failed to start: "
                       "RuntimeError: cannot reach the moderation service (on purpose)"]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_failed_start_closes_what_it_opened(gateway_server):
+    """After a plugin's startup fails in-process, the next gateway starts cleanly (nothing left open)."""
+    with pytest.raises(RuntimeError, match="probe_startup_fails"):
+        gateway_server({"litellm_settings": {"callbacks": ["probe_startup_fails"]}})
+    gw = gateway_server({"model_list": [{"model_name": "m", "litellm_params": {"model": "fake/m"}}]})
+    assert gw.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).choices

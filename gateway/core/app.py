@@ -168,6 +168,7 @@ def create_app(settings: Settings) -> Quart:
         try:
             await _start(gw, host)
         except Exception as exc:
+            await _abort(gw)
             if os.environ.get("GATEWAY_EXIT_ON_STARTUP_FAILURE") == "1":
                 # Under the CLI: one clear line and a non-zero exit, never a hung server.
                 print(f"gateway: error: {exc}", file=sys.stderr, flush=True)
@@ -197,3 +198,14 @@ async def _start(gw: Gateway, host: PluginHost) -> None:
     await gw.dispatcher.run_lifecycle("startup", gw)
     log.info("gateway ready: %d model group(s), plugins: %s", len(gw.router.groups),
              ", ".join(s.name for s in host.ordered()) or "none")
+
+
+async def _abort(gw: Gateway) -> None:
+    """Undo a start that failed half-way: stop what started, close what opened."""
+    try:
+        await gw.dispatcher.run_lifecycle("shutdown", gw)
+        await gw.dispatcher.drain(timeout=5)
+    finally:
+        await gw.router.close()
+        await gw.directory.invalidator.close()
+        await gw.db.close()

@@ -239,6 +239,7 @@ class PluginHost:
                 slot.instance = slot.cls(config, gateway)
             except Exception as exc:
                 raise PluginError(f"plugin {slot.name!r} failed to start: {type(exc).__name__}: {exc}") from None
+            slot.instance.mode, slot.instance.on_error, slot.instance.timeout_s = slot.mode, slot.on_error, slot.timeout_s
             try:
                 self.pm.register(slot.instance, name=slot.name)
             except (pluggy.PluginValidationError, ValueError) as exc:
