@@ -158,6 +158,9 @@ def create_app(settings: Settings) -> Quart:
         rid = getattr(g, "request_id", None)
         if rid:
             response.headers["x-request-id"] = rid
+        if "x-gateway-overhead-ms" not in response.headers and hasattr(g, "started"):
+            # No upstream was called: all of the time was the gateway's.
+            response.headers["x-gateway-overhead-ms"] = f"{(time.perf_counter() - g.started) * 1000:.3f}"
         if not getattr(g, "streaming", False) and hasattr(g, "started"):
             access_log.response(rid or "-", request.method, request.path, g.principal,
                                 getattr(g, "model", None), response.status_code, g.started)

@@ -119,7 +119,9 @@ async def handle(call_type: str, path_model: str | None = None) -> Response:
             raw = orjson.dumps(data)
     except GatewayError as exc:
         finish(gw, ctx, "blocked" if ctx.blocked_by else "failure", exc.status, error=exc)
-        return error_response(exc, ctx.request_id)
+        resp = error_response(exc, ctx.request_id)
+        resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+        return resp
     finish(gw, ctx, "success", 200, response=data, usage=_usage_of(data))
     resp = Response(raw, status=200, content_type="application/json")
     resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
