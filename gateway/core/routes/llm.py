@@ -56,6 +56,9 @@ def _check_types(call_type: str, body: dict[str, Any]) -> None:
         v = body.get(name)
         if v is not None and not isinstance(v, kind):
             raise BadRequestError(f"{name} must be of type {kind.__name__}", param=name)
+    user = body.get("user")
+    if isinstance(user, str) and len(user) > 255:  # end users are tracked by this id
+        raise BadRequestError("user must be at most 255 characters", param="user")
 
 
 def _upstream_body(ctx: RequestContext) -> tuple[dict[str, Any], bool]:

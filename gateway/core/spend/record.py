@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 
 from gateway.context import iter_request_text
 
+# The width of the spend-log columns that hold strings a client or an upstream chose (request id,
+# model, end user, tag): longer values are cut, so that a row can always be stored.
+WIDTH = 255
+
 
 @dataclass(slots=True)
 class SpendRow:
@@ -43,7 +47,11 @@ class SpendRow:
 
 
 def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    return [v[:WIDTH] for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _fit(value: Any) -> Any:
+    return value[:WIDTH] if isinstance(value, str) else value
 
 
 def merge_tags(body: dict[str, Any], principal: Any) -> list[str]:
@@ -124,12 +132,12 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) 
         metadata["error"] = {"message": getattr(outcome.error, "message", str(outcome.error))[:1000],
                              "type": getattr(outcome.error, "type", type(outcome.error).__name__)}
     return SpendRow(
-        request_id=request_id or ctx.request_id, call_type=ctx.call_type, api_key=api_key, spend=spend,
+        request_id=_fit(request_id or ctx.request_id), call_type=ctx.call_type, api_key=api_key, spend=spend,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=total,
         start_time=_to_dt(ctx.start_time), end_time=_to_dt(outcome.end_time),
-        model=dep.upstream_model if dep is not None else ctx.model, model_group=ctx.model,
+        model=_fit(dep.upstream_model if dep is not None else ctx.model), model_group=_fit(ctx.model),
         api_base=_safe_base(dep.api_base) if dep is not None else None, user=principal.user_id,
-        end_user=ctx.end_user if isinstance(ctx.end_user, str) else None, team_id=principal.team_id,
+        end_user=_fit(ctx.end_user) if isinstance(ctx.end_user, str) else None, team_id=principal.team_id,
         request_tags=merge_tags(ctx.body, principal), metadata=metadata, status=outcome.status,
         http_status=outcome.http_status, blocked_by=ctx.blocked_by, usage_estimated=estimated and bool(usage),
     )

@@ -2,19 +2,25 @@
 
 A bounded in-memory queue, flushed when it holds `batch_size` rows, every `interval` seconds, and
 at shutdown. One flush is one transaction: the rows, the per-day tag roll-up, and the key, team,
-user and end-user counters. A database outage is retried with backoff while the queue keeps
-accepting rows up to `max_queued`; anything beyond is counted and logged, never dropped silently.
+user and end-user counters (an end user is recorded from its first call). A database outage is
+retried with backoff while the queue keeps accepting rows up to `max_queued`; anything beyond is
+counted and logged, never dropped silently; a write whose connection died may have committed, so
+its retry first looks for its first row (no row is written twice). A batch whose data the database
+refuses is written row by row, and only the refused rows are dropped (logged and counted): one bad
+row never holds up the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import defaultdict, deque
 from typing import Any
 
 from tortoise import connections
+from tortoise.exceptions import ValidationError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
@@ -45,7 +51,9 @@ class SpendWriter:
         self.lost = 0
         self.failures = 0
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unsure: tuple[SpendRow, int] | None = None
         self._closing = False
         self._last_loss_log = 0.0
 
@@ -79,25 +87,72 @@ class SpendWriter:
                     if len(self.queue) < self.batch_size:
                         break
                 else:
-                    await asyncio.sleep(backoff)
+                    try:  # back off, but let close() cut the wait short
+                        await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                    except TimeoutError:
+                        pass
                     backoff = min(backoff * 2, 30.0)
 
     async def flush_once(self) -> bool:
         """Write one batch; on failure the batch goes back to the front of the queue."""
-        batch = [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
+        size = min(self.batch_size, len(self.queue))
+        unsure = self._unsure is not None and bool(self.queue) and self.queue[0] is self._unsure[0]
+        if unsure:
+            size = self._unsure[1]  # exactly the rows of the write whose outcome is unknown
+        batch = [self.queue.popleft() for _ in range(size)]
         if not batch:
             return True
         try:
-            await self._write(batch)
+            if unsure and await self._landed(batch[0]):
+                log.warning("spend write of %d row(s) had committed before its connection failed", len(batch))
+            else:
+                await self._write(batch)
         except Exception as exc:
-            self.queue.extendleft(reversed(batch))
-            self.failures += 1
-            log.warning("spend write failed (%s: %s); %d row(s) waiting, will retry", type(exc).__name__, exc,
-                        len(self.queue))
+            if refused(exc):
+                self._unsure = None
+                return await self._write_each(batch)
+            self._requeue(batch, exc, len(batch))
             return False
+        self._unsure = None
         self.written += len(batch)
         await self._announce(batch)
         return True
+
+    async def _write_each(self, batch: list[SpendRow]) -> bool:
+        """The database refused the batch's data: write row by row, dropping only the refused rows."""
+        done: list[SpendRow] = []
+        ok = True
+        for i, row in enumerate(batch):
+            try:
+                await self._write([row])
+            except Exception as exc:
+                if not refused(exc):  # the database went away meanwhile
+                    self._requeue(batch[i:], exc, 1)
+                    ok = False
+                    break
+                self.lost += 1
+                log.error("spend row %s refused by the database and dropped (%s: %s)", row.request_id,
+                          type(exc).__name__, exc)
+                continue
+            done.append(row)
+        self.written += len(done)
+        await self._announce(done)
+        return ok
+
+    def _requeue(self, rows: list[SpendRow], exc: Exception, tried: int) -> None:
+        """Back to the front of the queue. The first `tried` rows were one write that may yet have
+        committed (the connection can die after the commit): the next attempt checks first."""
+        self.queue.extendleft(reversed(rows))
+        self._unsure = (rows[0], tried)
+        self.failures += 1
+        log.warning("spend write failed (%s: %s); %d row(s) waiting, will retry", type(exc).__name__, exc,
+                    len(self.queue))
+
+    async def _landed(self, row: SpendRow) -> bool:
+        """Whether the write that began with `row` committed (without spend logs, it cannot be told)."""
+        from gateway.core.db.models import SpendLog
+
+        return self.write_logs and await SpendLog.filter(request_id=row.request_id, start_time=row.start_time).exists()
 
     async def _write(self, batch: list[SpendRow]) -> None:
         from gateway.core.db.models import EndUser, Key, SpendLog, Team, User
@@ -121,9 +176,13 @@ class SpendWriter:
             if self.write_logs:
                 await SpendLog.bulk_create([SpendLog(**_columns(r)) for r in batch], using_db=conn)
                 sql = TAG_UPSERT["postgres" if dialect == "postgres" else "sqlite"]
-                for (day, tag), (count, spend) in tags.items():
+                # Rows are locked in one order everywhere, so that instances never deadlock.
+                for (day, tag), (count, spend) in sorted(tags.items()):
                     await conn.execute_query(sql, [day, tag, count, spend])
-            for (model, field, value), spend in counters.items():
+            end_users = sorted(value for (model, _, value) in counters if model is EndUser)
+            if end_users:  # an end user is recorded from its first call, as LiteLLM does
+                await EndUser.bulk_create([EndUser(user_id=u) for u in end_users], ignore_conflicts=True, using_db=conn)
+            for (model, field, value), spend in sorted(counters.items(), key=lambda c: (c[0][0].__name__, c[0][2])):
                 await model.filter(**{field: value}).using_db(conn).update(spend=F("spend") + spend)
 
     async def _announce(self, batch: list[SpendRow]) -> None:
@@ -142,6 +201,7 @@ class SpendWriter:
         """Flush everything (graceful shutdown); what cannot be written by the deadline is reported."""
         self._closing = True
         self._wake.set()
+        self._stopping.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         end = time.monotonic() + deadline_s
@@ -155,6 +215,20 @@ class SpendWriter:
             log.error("shutdown: %d spend row(s) could not be written and are lost", len(self.queue))
             self.queue.clear()
         log.info("spend writer closed: %d row(s) written, %d lost", self.written, self.lost)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the database refused the data (it never will take it), rather than failed to write:
+    a value tortoise rejects, or a PostgreSQL data, integrity or size error (SQLSTATE 22, 23, 54)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ValidationError, sqlite3.DataError, sqlite3.IntegrityError)):
+            return True
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23", "54"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _columns(r: SpendRow) -> dict[str, Any]:
