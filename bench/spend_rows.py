@@ -118,6 +118,10 @@ async def load(url: str, n: int) -> str:
             "INSERT INTO spend_tag_daily (day, tag, log_count, total_spend) "
             "SELECT (s.start_time AT TIME ZONE 'UTC')::date, t.tag, count(*), sum(s.spend) "
             "FROM spend_logs s, jsonb_array_elements_text(s.request_tags) AS t(tag) GROUP BY 1, 2")
+        await conn.execute(
+            'INSERT INTO spend_daily (day, api_key, model, "user", log_count, total_spend) '
+            "SELECT (start_time AT TIME ZONE 'UTC')::date, coalesce(api_key, ''), model, coalesce(\"user\", ''), "
+            "count(*), sum(spend) FROM spend_logs GROUP BY 1, 2, 3, 4")
         daily = await conn.fetchval("SELECT count(*) FROM spend_tag_daily")
         print(f"  spend_tag_daily: {daily:,} rows ({time.perf_counter() - t1:.1f} s)", flush=True)
         t2 = time.perf_counter()

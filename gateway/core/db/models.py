@@ -151,3 +151,19 @@ class SpendTagDaily(Model):
     class Meta:
         table = "spend_tag_daily"
         unique_together = (("day", "tag"),)
+
+
+class SpendDaily(Model):
+    # Per-day totals by key, model and user, kept by the spend writer, so that /spend/logs with a
+    # date range reads a few rows per day instead of every call. Missing key or user is "".
+    id = fields.BigIntField(primary_key=True, generated=True)
+    day = fields.DateField()
+    api_key = fields.CharField(max_length=64, default="")
+    model = fields.CharField(max_length=255)
+    user = fields.CharField(max_length=255, default="")
+    log_count = fields.BigIntField(default=0)
+    total_spend = fields.FloatField(default=0.0)
+
+    class Meta:
+        table = "spend_daily"
+        unique_together = (("day", "api_key", "model", "user"),)

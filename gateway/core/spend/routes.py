@@ -16,7 +16,7 @@ from tortoise import connections
 from tortoise.functions import Count, Function, Sum
 
 from gateway.context import iter_request_text
-from gateway.core.db.models import Key, SpendLog, SpendTagDaily, User
+from gateway.core.db.models import Key, SpendDaily, SpendLog, SpendTagDaily, User
 from gateway.core.keys import token_of
 from gateway.core.spend.record import estimate_tokens
 from gateway.errors import BadRequestError, PermissionDeniedError
@@ -84,7 +84,10 @@ async def spend_logs() -> Any:
     if hi:
         query = query.filter(start_time__lt=hi)
     if start and end:
-        return await daily(query)
+        if args.get("request_id"):
+            return await daily(query)
+        return await daily_rollup(start, end, token_of(args["api_key"]) if args.get("api_key") else None,
+                                  scope, args.get("user_id"))
     try:
         limit = min(MAX_ROWS, max(1, int(args.get("limit", 1000))))
     except ValueError:
@@ -112,6 +115,24 @@ async def daily(query: Any) -> Any:
     day = UtcDay("start_time") if postgres else Day("start_time")
     rows = await query.annotate(day=day).group_by("day", "model", "user") \
         .annotate(spend_sum=Sum("spend"), calls=Count("id")).values("day", "model", "user", "spend_sum", "calls")
+    return _per_day(rows)
+
+
+async def daily_rollup(start: date, end: date, api_key: str | None, scope: str | None,
+                       user_id: str | None) -> Any:
+    """Per day from the writer's roll-up: the same answer as `daily`, without reading every call."""
+    query = SpendDaily.filter(day__gte=start, day__lte=end)
+    for key in (api_key, scope):
+        if key is not None:
+            query = query.filter(api_key=key)
+    if user_id:
+        query = query.filter(user=user_id)
+    rows = await query.group_by("day", "model", "user").annotate(spend_sum=Sum("total_spend"), calls=Sum("log_count")) \
+        .values("day", "model", "user", "spend_sum", "calls")
+    return _per_day(rows)
+
+
+def _per_day(rows: Any) -> list[dict[str, Any]]:
     days: dict[str, dict[str, Any]] = {}
     for r in rows:
         day = str(r["day"])[:10]

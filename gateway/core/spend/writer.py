@@ -28,6 +28,15 @@ from gateway.core.spend.record import SpendRow
 
 log = logging.getLogger("gateway.spend")
 
+DAILY_UPSERT = {
+    "postgres": ("INSERT INTO spend_daily (day, api_key, model, \"user\", log_count, total_spend) "
+                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day, api_key, model, \"user\") DO UPDATE SET "
+                 "log_count = spend_daily.log_count + EXCLUDED.log_count, "
+                 "total_spend = spend_daily.total_spend + EXCLUDED.total_spend"),
+    "sqlite": ("INSERT INTO spend_daily (day, api_key, model, \"user\", log_count, total_spend) "
+               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day, api_key, model, \"user\") DO UPDATE SET "
+               "log_count = log_count + excluded.log_count, total_spend = total_spend + excluded.total_spend"),
+}
 TAG_UPSERT = {
     "postgres": ("INSERT INTO spend_tag_daily (day, tag, log_count, total_spend) VALUES ($1, $2, $3, $4) "
                  "ON CONFLICT (day, tag) DO UPDATE SET log_count = spend_tag_daily.log_count + EXCLUDED.log_count, "
@@ -159,6 +168,7 @@ class SpendWriter:
 
         counters: dict[tuple[Any, str, str], float] = defaultdict(float)
         tags: dict[tuple[Any, str], list[float]] = defaultdict(lambda: [0, 0.0])
+        daily: dict[tuple[Any, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
         for row in batch:
             if row.spend:
                 for model, field, value in ((Key, "token", row.api_key), (Team, "team_id", row.team_id),
@@ -167,6 +177,9 @@ class SpendWriter:
                         counters[(model, field, value)] += row.spend
             if self.write_logs:
                 day = row.start_time.date()
+                acc = daily[(day, row.api_key or "", row.model[:255], (row.user or "")[:255])]
+                acc[0] += 1
+                acc[1] += row.spend
                 for tag in row.request_tags:
                     acc = tags[(day, tag)]
                     acc[0] += 1
@@ -179,6 +192,9 @@ class SpendWriter:
                 # Rows are locked in one order everywhere, so that instances never deadlock.
                 for (day, tag), (count, spend) in sorted(tags.items()):
                     await conn.execute_query(sql, [day, tag, count, spend])
+                sql = DAILY_UPSERT["postgres" if dialect == "postgres" else "sqlite"]
+                for (day, key, model, user), (count, spend) in sorted(daily.items()):
+                    await conn.execute_query(sql, [day, key, model, user, count, spend])
             end_users = sorted(value for (model, _, value) in counters if model is EndUser)
             if end_users:  # an end user is recorded from its first call, as LiteLLM does
                 await EndUser.bulk_create([EndUser(user_id=u) for u in end_users], ignore_conflicts=True, using_db=conn)
