@@ -60,7 +60,9 @@ class Router:
         self.num_retries = settings.num_retries
         cooldown = settings.file.router_settings.cooldown_time
         self.cooldown_time = 5.0 if cooldown is None else float(cooldown)
-        self.pool = openai_compatible.ClientPool(transport=settings.env.http_transport)
+        transport = settings.env.http_transport
+        self.pool = openai_compatible.ClientPool(transport="httpx" if transport == "httpx" else "httpx-aiohttp")
+        self.upstreams = openai_compatible.SessionPool() if transport == "aiohttp" else self.pool
         #: Where a call that failed on every attempt is reported (the app sets `Gateway.alert`).
         self.alert: Callable[[AlertEvent], None] | None = None
 
@@ -94,7 +96,7 @@ class Router:
     async def _send(self, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
         if dep.provider == "fake":
             return await fake.send(dep, call_type, body, stream)
-        return await openai_compatible.send(self.pool, dep, call_type, body, stream)
+        return await openai_compatible.send(self.upstreams, dep, call_type, body, stream)
 
     async def call(self, ctx: Any, call_type: str, body: dict[str, Any], stream: bool) -> Any:
         """Send to a deployment of the group; retry others within `num_retries`.
@@ -149,6 +151,8 @@ class Router:
         ))
 
     async def close(self) -> None:
+        if self.upstreams is not self.pool:
+            await self.upstreams.close()
         await self.pool.close()
 
 

@@ -36,7 +36,7 @@ class Environment(BaseSettings):
     num_workers: int = Field(1, validation_alias=AliasChoices("GATEWAY_NUM_WORKERS", "NUM_WORKERS"))
     detailed_debug: bool = Field(False, validation_alias="GATEWAY_DETAILED_DEBUG")
     log_level: str = Field("INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LITELLM_LOG"))
-    http_transport: Literal["aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
+    http_transport: Literal["aiohttp", "httpx-aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
 
 
 class LiteLLMParams(BaseModel):

@@ -1,7 +1,10 @@
 """Calls to any upstream that speaks the OpenAI wire format (OpenAI, Azure, vLLM, Groq, ...).
 
-httpx is the API; its transport is aiohttp's (httpx-aiohttp), because httpx's own connection pool
-is the bottleneck under concurrency (encode/httpx#3215): one pooled client per upstream host.
+The request path calls upstreams with aiohttp sessions, one pooled session per upstream host: the
+benchmark (bench/README.md) showed httpx's own pool as the bottleneck under concurrency
+(encode/httpx#3215), and httpx's API layer over the aiohttp transport still cost about a fifth of
+the gateway's CPU. Plugins get httpx's API over the aiohttp transport (`Gateway.http_client`);
+`GATEWAY_HTTP_TRANSPORT=httpx-aiohttp|httpx` puts the request path on those, for comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from gateway.errors import UpstreamConnectionError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.upstream")
 
+CONNECT_TIMEOUTS = tuple(t for t in (getattr(aiohttp, "ConnectionTimeoutError", None), httpx.ConnectTimeout) if t)
 PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings"}
 
 
@@ -59,6 +63,8 @@ class HttpReply:
 def _is_timeout(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, CONNECT_TIMEOUTS):  # never connected: a connection error, retried elsewhere
+            return False
         if isinstance(seen, (TimeoutError, aiohttp.ServerTimeoutError, httpx.ReadTimeout, httpx.PoolTimeout)):
             return True
         if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, aiohttp.ServerTimeoutError):
@@ -84,7 +90,7 @@ class ClientPool:
     `transport="httpx"` uses httpx's own pool instead: kept only so the benchmark can show why not.
     """
 
-    def __init__(self, max_connections: int = 1000, transport: str = "aiohttp") -> None:
+    def __init__(self, max_connections: int = 1000, transport: str = "httpx-aiohttp") -> None:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._max = max_connections
         self._transport = transport
@@ -136,18 +142,92 @@ def mask_secret(value: str) -> str:
     return value[:4] + "*" * 12 if len(value) > 8 else "*" * 8
 
 
-async def send(pool: ClientPool, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> HttpReply:
-    url, headers, content = build_request(dep, call_type, body)
+class SessionReply:
+    """An upstream reply on an aiohttp session, read whole or streamed; closing frees the connection."""
+
+    __slots__ = ("response", "status", "headers", "deployment", "deadline")
+
+    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment, deadline: float) -> None:
+        self.response = response
+        self.status = response.status
+        self.headers = response.headers
+        self.deployment = deployment
+        self.deadline = deadline
+
+    async def read(self) -> bytes:
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await self.response.read()
+        except Exception as exc:
+            raise map_transport_error(exc, self.deployment) from None
+        finally:
+            self.response.release()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+        except Exception as exc:
+            raise map_transport_error(exc, self.deployment) from None
+
+    async def close(self) -> None:
+        self.response.release()
+
+
+class SessionPool:
+    """One aiohttp session (its own connection pool) per upstream scheme+host+port, reused."""
+
+    def __init__(self, max_connections: int = 1000) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._max = max_connections
+
+    def get(self, url: str) -> aiohttp.ClientSession:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        session = self._sessions.get(key)
+        if session is None:
+            connector = aiohttp.TCPConnector(limit=self._max, limit_per_host=self._max, keepalive_timeout=60)
+            session = aiohttp.ClientSession(connector=connector, trust_env=False, skip_auto_headers=("User-Agent",))
+            self._sessions[key] = session
+        return session
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for s in sessions:
+            await s.close()
+
+
+def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
     if log.isEnabledFor(logging.DEBUG):
         shown = {k: (mask_secret(v) if k in ("authorization", "api-key") else v) for k, v in headers.items()}
         log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", url, shown, content.decode(errors="replace"))
+
+
+async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
+    """POST one call upstream; returns once the status and headers are in."""
+    url, headers, content = build_request(dep, call_type, body)
+    _log_outgoing(url, headers, content)
+    timeout = dep.stream_timeout if stream else dep.timeout
+    deadline = asyncio.get_running_loop().time() + timeout
+    if isinstance(pool, SessionPool):
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await pool.get(url).post(url, data=content, headers=headers, timeout=client_timeout)
+        except Exception as exc:
+            raise map_transport_error(exc, dep) from None
+        return SessionReply(response, dep, deadline)
+    return await _send_httpx(pool, dep, url, headers, content, timeout, deadline)
+
+
+async def _send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,
+                      timeout: float, deadline: float) -> HttpReply:
     client = pool.get(url)
     timeout = dep.stream_timeout if stream else dep.timeout
     request = client.build_request(
         "POST", url, headers=headers, content=content,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
     )
-    deadline = asyncio.get_running_loop().time() + timeout
     try:
         async with asyncio.timeout_at(deadline):
             response = await client.send(request, stream=True)
