@@ -34,6 +34,7 @@ class Environment(BaseSettings):
     host: str = Field("0.0.0.0", validation_alias=AliasChoices("GATEWAY_HOST", "HOST"))
     port: int = Field(4000, validation_alias="PORT")
     num_workers: int = Field(1, validation_alias=AliasChoices("GATEWAY_NUM_WORKERS", "NUM_WORKERS"))
+    server: Literal["uvicorn", "hypercorn"] = Field("uvicorn", validation_alias="GATEWAY_SERVER")
     detailed_debug: bool = Field(False, validation_alias="GATEWAY_DETAILED_DEBUG")
     log_level: str = Field("INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LITELLM_LOG"))
     http_transport: Literal["aiohttp", "httpx-aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
