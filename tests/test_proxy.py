@@ -320,3 +320,20 @@ def test_dev_mode_needs_no_key(gateway_server, fake_upstream):
                          json={"model": "gpt-test", "messages": [{"role": "user", "content": "no key"}]})
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["message"]["content"] == "upstream says: no key"
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp", "httpx"])
+def test_every_upstream_transport_serves_plain_and_streamed_calls(gateway_server, fake_upstream, transport):
+    """GATEWAY_HTTP_TRANSPORT picks how upstreams are called; each must give the same answers."""
+    gw = gateway_server({"model_list": [{"model_name": "m", "litellm_params": {
+        "model": "openai/upstream-model", "api_base": fake_upstream.url, "api_key": "sk-up"}}],
+        "router_settings": {"num_retries": 0}}, env={"GATEWAY_HTTP_TRANSPORT": transport})
+    client = gw.client()
+    reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
+    assert reply.choices[0].message.content == "upstream says: ping"
+    chunks = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "upstream says: ping"
+    fake_upstream.fail_next(500, message="boom")
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert err.value.body["message"] == "OpenAIException - boom"

@@ -223,7 +223,6 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
 async def _send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,
                       timeout: float, deadline: float) -> HttpReply:
     client = pool.get(url)
-    timeout = dep.stream_timeout if stream else dep.timeout
     request = client.build_request(
         "POST", url, headers=headers, content=content,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
