@@ -65,8 +65,9 @@ def main() -> int:
                 short = short[m.start(1):]
         info.append((pkg, is_std, f"{f['name']} ({short})"))
 
-    # Handle._run runs one callback (a task step); _run_once is the loop's own work.
-    loop_frame = [f["name"] in ("Handle._run", "BaseEventLoop._run_once") and "asyncio" in (f.get("file") or "")
+    # Handle._run runs one callback (a task step); _run_once is the loop's own work; under uvloop the
+    # loop is C code, so callbacks sit right under Runner.run.
+    loop_frame = [f["name"] in ("Handle._run", "BaseEventLoop._run_once", "Runner.run") and "asyncio" in (f.get("file") or "")
                   for f in frames]
     total = 0.0
     nsamples = 0

@@ -95,6 +95,7 @@ def main() -> int:
     p.add_argument("--sample", default="")
     p.add_argument("--results-dir", required=True)
     p.add_argument("--transport", required=True)
+    p.add_argument("--server", default="hypercorn")
     p.add_argument("--log-level", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--config", required=True)
@@ -134,7 +135,7 @@ def main() -> int:
 
     w = sys.stdout.write
     w("\n")
-    w(f"gateway benchmark: transport={a.transport} log={a.log_level} key={key_shown} "
+    w(f"gateway benchmark: {a.transport} on {a.server}, log={a.log_level} key={key_shown} "
       f"config={os.path.relpath(a.config, a.root)}; medians of {n_runs} x {a.duration} s\n")
     w(f"{'':<22}{'--------- c=1 ---------':>30}   {'--------- c=32 --------':>30}\n")
     w(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}   {'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}\n")
@@ -161,10 +162,10 @@ def main() -> int:
         w(f"target {name} {op} {t['limit']:g} {unit}: {value} {unit}  {'PASS' if t['pass'] else 'FAIL'}\n")
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    name = f"{stamp}-{a.transport}-{a.log_level.lower()}{'-' + a.label if a.label else ''}.json"
+    name = f"{stamp}-{a.transport}-{a.server}-{a.log_level.lower()}{'-' + a.label if a.label else ''}.json"
     result = {
         "time_utc": stamp,
-        "parameters": {"transport": a.transport, "log_level": a.log_level, "key": key_shown,
+        "parameters": {"transport": a.transport, "server": a.server, "log_level": a.log_level, "key": key_shown,
                        "config": os.path.relpath(a.config, a.root), "duration_s": a.duration, "warmup_s": a.warmup,
                        "runs": n_runs, "concurrency": [1, 32], "wrk_threads": 1,
                        "gateway_core": a.gateway_core, "client_core": a.client_core, "label": a.label},

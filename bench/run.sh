@@ -3,7 +3,7 @@
 # Prints requests/s and p50/p99 for the direct call and through the gateway at concurrency 1 and 32,
 # checks the targets, and writes the results as JSON to bench/results/. See bench/README.md.
 #
-#   bash bench/run.sh [--transport aiohttp|httpx] [--key sk-...] [--config FILE] [--log-level LEVEL]
+#   bash bench/run.sh [--transport aiohttp|httpx-aiohttp|httpx] [--key sk-...] [--config FILE] [--log-level LEVEL]
 #                     [--duration S] [--warmup S] [--runs N] [--profile [S]] [--quick] [--label NAME]
 set -euo pipefail
 
@@ -22,15 +22,16 @@ label=""
 gateway_core=1
 client_core=0
 app=gateway
-server=hypercorn
+server=""
 baseline_client=httpx-aiohttp
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 
 Options:
-  --transport aiohttp|httpx  upstream HTTP transport of the gateway (GATEWAY_HTTP_TRANSPORT; default aiohttp)
+  --transport T              the gateway's upstream client (GATEWAY_HTTP_TRANSPORT): aiohttp (default, aiohttp
+                             sessions), httpx-aiohttp (httpx's API on the aiohttp transport), httpx (httpx's pool)
   --key KEY                  bearer key sent to the gateway (default sk-1234, the master key of bench/config.yaml)
   --config FILE              gateway config (default bench/config.yaml); may use os.environ/BENCH_API_BASE
   --log-level LEVEL          GATEWAY_LOG_LEVEL (default WARNING; INFO writes one access-log line per request)
@@ -42,8 +43,9 @@ Options:
   --label NAME               added to the results file name
   --app gateway|baseline     serve the gateway (default) or bench/baseline_app.py, a bare Quart app that only
                              forwards (the floor); --baseline-client httpx-aiohttp|aiohttp|httpx picks its client
-  --server hypercorn|uvicorn serve the app with hypercorn (default; the gateway's own CLI) or, for comparison,
-                             uvicorn with uvloop + httptools (uv run --with, the project env is not changed)
+  --server hypercorn|uvicorn the ASGI server (default: the gateway CLI's own default; hypercorn for the baseline).
+                             Passed to `gateway --server` when the CLI has it; otherwise uvicorn runs the app
+                             directly with uvloop + httptools (uv run --with, the project env is not changed)
   --gateway-core N           CPU for the gateway (default 1); nginx, wrk and py-spy use --client-core (default 0)
 EOF
 }
@@ -70,9 +72,9 @@ while [ $# -gt 0 ]; do
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-case "$transport" in aiohttp|httpx) ;; *) echo "run.sh: --transport must be aiohttp or httpx" >&2; exit 2 ;; esac
+case "$transport" in aiohttp|httpx-aiohttp|httpx) ;; *) echo "run.sh: --transport must be aiohttp, httpx-aiohttp or httpx" >&2; exit 2 ;; esac
 case "$app" in gateway|baseline) ;; *) echo "run.sh: --app must be gateway or baseline" >&2; exit 2 ;; esac
-case "$server" in hypercorn|uvicorn) ;; *) echo "run.sh: --server must be hypercorn or uvicorn" >&2; exit 2 ;; esac
+case "$server" in ""|hypercorn|uvicorn) ;; *) echo "run.sh: --server must be hypercorn or uvicorn" >&2; exit 2 ;; esac
 case "$baseline_client" in httpx-aiohttp|aiohttp|httpx) ;; *) echo "run.sh: bad --baseline-client" >&2; exit 2 ;; esac
 [ -f "$config" ] || { echo "run.sh: config $config does not exist" >&2; exit 2; }
 for n in "$duration" "$warmup" "$runs" "$gateway_core" "$client_core"; do
@@ -229,25 +231,34 @@ gw_port=$(free_port)
 export BENCH_API_BASE=$upstream/v1
 uvicorn=(uv run --no-sync --project "$ROOT" --quiet --with "uvicorn[standard]" uvicorn --host 127.0.0.1
          --port "$gw_port" --no-access-log --loop uvloop --http httptools --timeout-keep-alive 75)
-if [ "$app" = gateway ] && [ "$server" = uvicorn ]; then
-    spawn "$tmp/gateway.log" env -C "$tmp" GATEWAY_CONFIG="$config" \
-        GATEWAY_LOG_LEVEL="$log_level" GATEWAY_HTTP_TRANSPORT="$transport" BENCH_API_BASE="$BENCH_API_BASE" \
-        taskset -c "$gateway_core" "${uvicorn[@]}" gateway.core.asgi:app
-    transport=$transport-uvicorn
-elif [ "$app" = baseline ] && [ "$server" = uvicorn ]; then
-    transport=baseline-$baseline_client-uvicorn
-    spawn "$tmp/gateway.log" env -C "$tmp" BASELINE_CLIENT="$baseline_client" BENCH_API_BASE="$BENCH_API_BASE" \
-        taskset -c "$gateway_core" "${uvicorn[@]}" --app-dir "$BENCH" baseline_app:app
-elif [ "$app" = gateway ]; then
-    spawn "$tmp/gateway.log" env -C "$tmp" \
-        GATEWAY_LOG_LEVEL="$log_level" GATEWAY_HTTP_TRANSPORT="$transport" BENCH_API_BASE="$BENCH_API_BASE" \
-        taskset -c "$gateway_core" uv run --no-sync --project "$ROOT" \
-        gateway --config "$config" --host 127.0.0.1 --port "$gw_port" --num_workers 1
+gw_env=(env -C "$tmp" GATEWAY_LOG_LEVEL="$log_level" GATEWAY_HTTP_TRANSPORT="$transport" BENCH_API_BASE="$BENCH_API_BASE")
+if [ "$app" = gateway ]; then
+    what=$transport
+    gw_args=(gateway --config "$config" --host 127.0.0.1 --port "$gw_port" --num_workers 1)
+    if [ -n "$server" ]; then
+        if "$ROOT/.venv/bin/gateway" --help 2>/dev/null | grep -q -- '--server'; then
+            gw_args+=(--server "$server")
+        elif [ "$server" = uvicorn ]; then
+            gw_args=()  # this CLI serves with hypercorn only: run its ASGI app under uvicorn directly
+        fi
+    fi
+    if [ ${#gw_args[@]} -gt 0 ]; then
+        spawn "$tmp/gateway.log" "${gw_env[@]}" taskset -c "$gateway_core" uv run --no-sync --project "$ROOT" "${gw_args[@]}"
+    else
+        spawn "$tmp/gateway.log" "${gw_env[@]}" GATEWAY_CONFIG="$config" \
+            taskset -c "$gateway_core" "${uvicorn[@]}" gateway.core.asgi:app
+    fi
 else
-    transport=baseline-$baseline_client
-    spawn "$tmp/gateway.log" env -C "$tmp" BASELINE_CLIENT="$baseline_client" BENCH_API_BASE="$BENCH_API_BASE" \
-        taskset -c "$gateway_core" uv run --no-sync --project "$ROOT" \
-        hypercorn --bind "127.0.0.1:$gw_port" --workers 0 --keep-alive 75 "$BENCH/baseline_app.py:app"
+    what=baseline-$baseline_client
+    if [ "$server" = uvicorn ]; then
+        spawn "$tmp/gateway.log" "${gw_env[@]}" BASELINE_CLIENT="$baseline_client" \
+            taskset -c "$gateway_core" "${uvicorn[@]}" --app-dir "$BENCH" baseline_app:app
+    else
+        server=hypercorn
+        spawn "$tmp/gateway.log" "${gw_env[@]}" BASELINE_CLIENT="$baseline_client" \
+            taskset -c "$gateway_core" uv run --no-sync --project "$ROOT" \
+            hypercorn --bind "127.0.0.1:$gw_port" --workers 0 --keep-alive 75 "$BENCH/baseline_app.py:app"
+    fi
 fi
 gw_pid=$spawned
 gateway=http://127.0.0.1:$gw_port
@@ -261,10 +272,14 @@ if [ "$code" != 200 ] || ! grep -q '"chatcmpl-bench"' "$tmp/check.json"; then
     say "the gateway did not relay the completion (HTTP $code): $(head -c 500 "$tmp/check.json")"
     exit 1
 fi
+if [ -z "$server" ]; then  # the CLI's default: its start-up line names it; older CLIs had only hypercorn
+    server=$(grep -o 'worker(s) ([a-z]*)' "$tmp/gateway.log" | head -n 1 | sed 's/.*(\(.*\))/\1/' || true)
+    server=${server:-hypercorn}
+fi
 overhead_header=$(grep -i '^x-gateway-overhead-ms:' "$tmp/check.headers" | tr -d '\r' | awk '{print $2}' || true)
 
 say "nginx $upstream (core $client_core), gateway $gateway pid $gw_py (core $gateway_core)," \
-    "transport=$transport log=$log_level; ${runs} x ${duration} s per series after ${warmup} s warm-up"
+    "$what on $server, log=$log_level; ${runs} x ${duration} s per series after ${warmup} s warm-up"
 
 # --- 4. measure -------------------------------------------------------------------------------------
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }  # utime + stime
@@ -309,7 +324,7 @@ log_bytes=$(stat -c %s "$tmp/gateway.log")
 profile_file=""
 if [ "$profile" -gt 0 ]; then
     mkdir -p "$BENCH/results"
-    profile_file=$BENCH/results/profile-$(date -u +%Y%m%dT%H%M%SZ)-$transport${label:+-$label}.speedscope.json
+    profile_file=$BENCH/results/profile-$(date -u +%Y%m%dT%H%M%SZ)-$what-$server${label:+-$label}.speedscope.json
     say "profiling the gateway for $profile s under c=32 load (py-spy)"
     spawn "$tmp/wrk-profile.txt" taskset -c "$client_core" wrk -t1 -c32 -d$((profile + 4))s --timeout 5s \
         -s "$BENCH/post.lua" "$gateway/v1/chat/completions"
@@ -325,7 +340,7 @@ fi
 # --- 6. report ---------------------------------------------------------------------------------------
 mkdir -p "$BENCH/results"
 "$PY" "$BENCH/report.py" --runs "$tmp/runs.jsonl" --sample "$sample" --results-dir "$BENCH/results" \
-    --transport "$transport" --log-level "$log_level" --key "$key" --config "$config" --label "$label" \
+    --transport "$what" --server "$server" --log-level "$log_level" --key "$key" --config "$config" --label "$label" \
     --duration "$duration" --warmup "$warmup" --rss-kib "$rss_kib" --log-bytes "$log_bytes" \
     --check-overhead "${overhead_header:-}" --gateway-core "$gateway_core" --client-core "$client_core" \
     --root "$ROOT" --busy-before "$busy_before" --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
