@@ -33,6 +33,7 @@ class PriceTable:
         self.taken = data.get("prices_taken")
         self.prices = {name: Price(**p) for name, p in data["models"].items()}
         self._warned: set[str] = set()
+        self._by_deployment: dict[int, Price | None] = {}
 
     def lookup(self, provider: str, model: str) -> Price | None:
         """Exact `provider/model`, then `model` for OpenAI-family providers, then a dated variant
@@ -50,6 +51,14 @@ class PriceTable:
         return self.prices.get(f"{provider}/*")
 
     def price_for(self, deployment: Any) -> Price | None:
+        """The deployment's price, worked out once per deployment (it is asked on every call)."""
+        key = id(deployment)
+        if key in self._by_deployment:
+            return self._by_deployment[key]
+        price = self._by_deployment[key] = self._price_for(deployment)
+        return price
+
+    def _price_for(self, deployment: Any) -> Price | None:
         listed = self.lookup(deployment.provider, deployment.upstream_model)
         inp, out = deployment.input_cost_per_token, deployment.output_cost_per_token
         if inp is None and out is None:

@@ -7,6 +7,7 @@ by the key's, overlaid by the request's.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -77,6 +78,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+@functools.lru_cache(maxsize=1024)
 def _safe_base(api_base: str | None) -> str | None:
     """The deployment's base URL without credentials or query (which may carry keys)."""
     if not api_base:

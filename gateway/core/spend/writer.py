@@ -184,10 +184,16 @@ class SpendWriter:
                     acc = tags[(day, tag)]
                     acc[0] += 1
                     acc[1] += row.spend
+        objects = []
+        if self.write_logs:
+            for i, r in enumerate(batch):
+                objects.append(SpendLog(**_columns(r)))
+                if i % 50 == 49:
+                    await asyncio.sleep(0)  # let requests through while a big batch is built
         dialect = connections.get("default").capabilities.dialect
         async with in_transaction() as conn:
             if self.write_logs:
-                await SpendLog.bulk_create([SpendLog(**_columns(r)) for r in batch], using_db=conn)
+                await SpendLog.bulk_create(objects, using_db=conn)
                 sql = TAG_UPSERT["postgres" if dialect == "postgres" else "sqlite"]
                 # Rows are locked in one order everywhere, so that instances never deadlock.
                 for (day, tag), (count, spend) in sorted(tags.items()):
