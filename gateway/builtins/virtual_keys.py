@@ -86,6 +86,8 @@ class VirtualKeys(Plugin):
     def __init__(self, config: Any, gateway: Any) -> None:
         super().__init__(config, gateway)
         self._resetter: asyncio.Task[None] | None = None
+        # Principals built from the cached records, rebuilt whenever any of those records is reloaded.
+        self._principals: dict[str, tuple[Any, Any, Any, Principal]] = {}
         self._budget_alerted: dict[tuple[str, str], float] = {}  # (entity, id) -> monotonic time
 
     @hookimpl
@@ -127,6 +129,17 @@ class VirtualKeys(Plugin):
         if team is not None and team.blocked:
             raise AuthenticationError(f"Authentication Error, Team={team.team_id} is blocked.")
         user = await directory.user(key.user_id) if key.user_id else None
+        cached = self._principals.get(key.token)
+        if cached is not None and cached[0] is key and cached[1] is team and cached[2] is user:
+            return cached[3]  # the same records as last time: the same Principal (treat it as read-only)
+        principal = self._principal(key, team, user)
+        if len(self._principals) > 100_000:
+            self._principals.clear()
+        self._principals[key.token] = (key, team, user, principal)
+        return principal
+
+    @staticmethod
+    def _principal(key: Any, team: Any, user: Any) -> Principal:
         metadata = key.metadata or {}
         tags = list(dict.fromkeys([*(metadata.get("tags") or []), *(key.tags or [])]))
         role = user.user_role if user is not None else None
