@@ -58,6 +58,16 @@ async def read_body(model: type[M]) -> tuple[M, set[str]]:
     return parsed, set(data) & set(model.model_fields)
 
 
+def page_args(size_name: str, default_size: int) -> tuple[int, int]:
+    """`?page=` (from 1) and a page size (1 to 1000) from the query string, or a 400."""
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+        size = min(1000, max(1, int(request.args.get(size_name, default_size))))
+    except ValueError:
+        raise BadRequestError(f"page and {size_name} must be whole numbers", param="page") from None
+    return page, size
+
+
 def require_admin() -> None:
     if not g.principal.is_admin:
         raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")

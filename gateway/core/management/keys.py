@@ -17,6 +17,7 @@ from gateway.core.management.common import (
     iso,
     next_reset,
     now,
+    page_args,
     parse_duration,
     read_body,
     record_change,
@@ -239,11 +240,7 @@ async def info() -> Any:
 async def list_keys() -> Any:
     require_admin()
     args = request.args
-    try:
-        page = max(1, int(args.get("page", 1)))
-        size = min(1000, max(1, int(args.get("size", 100))))
-    except ValueError:
-        raise BadRequestError("page and size must be whole numbers", param="page") from None
+    page, size = page_args("size", 100)
     query = Key.all()
     for f in ("user_id", "team_id", "key_alias"):
         if args.get(f):

@@ -19,6 +19,7 @@ from gateway.core.management.common import (
     iso,
     next_reset,
     now,
+    page_args,
     parse_duration,
     read_body,
     record_change,
@@ -192,11 +193,7 @@ async def info() -> Any:
 async def list_users() -> Any:
     require_admin()
     args = request.args
-    try:
-        page = max(1, int(args.get("page", 1)))
-        size = min(1000, max(1, int(args.get("page_size", 25))))
-    except ValueError:
-        raise BadRequestError("page and page_size must be whole numbers", param="page") from None
+    page, size = page_args("page_size", 25)
     query = User.all()
     if args.get("role"):
         query = query.filter(user_role=args["role"])
