@@ -102,3 +102,15 @@ async def record_change(kind: str, action: str, object_id: str, before: dict[str
 
 def next_reset(budget_duration: str | None, field: str = "budget_duration") -> datetime | None:
     return now() + parse_duration(budget_duration, field) if budget_duration else None
+
+
+def changes_from(body: BaseModel, sent: set[str], editable: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The fields an update sent (a null puts the field's default back), with the budget period
+    restarted when `budget_duration` changes."""
+    changes = {f: getattr(body, f) for f in editable if f in sent}
+    for f, default in defaults.items():
+        if f in changes and changes[f] is None:
+            changes[f] = default
+    if "budget_duration" in sent:
+        changes["budget_reset_at"] = next_reset(getattr(body, "budget_duration"))
+    return changes

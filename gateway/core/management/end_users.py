@@ -12,7 +12,7 @@ from quart import Blueprint, request
 from tortoise.exceptions import IntegrityError
 
 from gateway.core.db.models import EndUser
-from gateway.core.management.common import iso, next_reset, read_body, record_change, require_admin
+from gateway.core.management.common import changes_from, iso, next_reset, read_body, record_change, require_admin
 from gateway.errors import BadRequestError, NotFoundError
 
 bp = Blueprint("end_users", __name__)
@@ -107,12 +107,7 @@ async def update() -> Any:
     body, sent = await read_body(UpdateBody)
     e = await find(body.user_id)
     before = end_user_info(e)
-    changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
-    for f, default in DEFAULTS.items():
-        if f in changes and changes[f] is None:
-            changes[f] = default
-    if "budget_duration" in sent:
-        changes["budget_reset_at"] = next_reset(body.budget_duration)
+    changes = changes_from(body, sent, EDITABLE, DEFAULTS)
     e.update_from_dict(changes)
     await e.save()
     after = end_user_info(e)

@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 from gateway.core.db.models import Key, Team, User
 from gateway.core.management.common import (
     caller_id,
+    changes_from,
     iso,
     next_reset,
     read_body,
@@ -165,14 +166,9 @@ async def update() -> Any:
     t = await find(body.team_id)
     before = team_info(t)
     old_members = member_ids(t)
-    changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
-    if "members_with_roles" in changes and changes["members_with_roles"] is not None:
+    changes = changes_from(body, sent, EDITABLE, DEFAULTS)
+    if changes.get("members_with_roles") is not None:
         changes["members_with_roles"] = [m.as_row() for m in body.members_with_roles or ()]
-    for f, default in DEFAULTS.items():
-        if f in changes and changes[f] is None:
-            changes[f] = default
-    if "budget_duration" in sent:
-        changes["budget_reset_at"] = next_reset(body.budget_duration)
     t.update_from_dict(changes)
     await t.save()
     after = team_info(t)

@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 from gateway.core.db.models import Key, Team, User
 from gateway.core.keys import generate_key, hash_key, key_name
 from gateway.core.management.common import (
+    changes_from,
     iso,
     next_reset,
     now,
@@ -131,12 +132,7 @@ async def update() -> Any:
     body, sent = await read_body(UpdateBody)
     u = await find(body.user_id)
     before = user_info(u)
-    changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
-    for f, default in DEFAULTS.items():
-        if f in changes and changes[f] is None:
-            changes[f] = default
-    if "budget_duration" in sent:
-        changes["budget_reset_at"] = next_reset(body.budget_duration)
+    changes = changes_from(body, sent, EDITABLE, DEFAULTS)
     u.update_from_dict(changes)
     await u.save()
     after = user_info(u)
