@@ -12,204 +12,19 @@ Loaded through the `pytest11` entry point, so installing `gateway` is enough.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+from gateway.fake_upstream import FakeUpstream, LoopThread, RecordedRequest
+
+__all__ = ["MASTER_KEY", "FakeUpstream", "GatewayServer", "PostgresDatabases", "RecordedRequest",
+           "migrate_database"]
+
 MASTER_KEY = "sk-1234"
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-
-
-@dataclass
-class Failure:
-    status: int
-    message: str
-    type: str
-
-
-class _LoopThread:
-    """An event loop in a daemon thread, for servers that must outlive one test's loop."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@dataclass
-class FakeUpstream:
-    """An OpenAI-compatible upstream on 127.0.0.1. Program it, then point a deployment at `url`.
-
-    - `fail_next(status, times)`: the next calls answer with an OpenAI error body.
-    - `delay`: seconds to wait before answering (for timeouts).
-    - `break_stream_after`: close the connection after N streamed chunks.
-    - `stream_usage`: False to never send usage in streams (like some vLLM builds).
-    - `reply`: a fixed reply text (default: an echo of the last message).
-    """
-
-    delay: float = 0.0
-    break_stream_after: int | None = None
-    stream_usage: bool = True
-    reply: str | None = None
-    requests: list[RecordedRequest] = field(default_factory=list)
-    failures: deque[Failure] = field(default_factory=deque)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        """The base URL to use as a deployment's `api_base` (OpenAI style, with /v1)."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def fail_next(self, status: int = 500, times: int = 1, message: str = "upstream exploded",
-                  type: str = "server_error") -> None:
-        for _ in range(times):
-            self.failures.append(Failure(status, message, type))
-
-    # -- the server --------------------------------------------------------------------------
-    def start(self) -> "FakeUpstream":
-        from aiohttp import web
-
-        self._thread = _LoopThread("fake-upstream")
-        app = web.Application()
-        for prefix in ("/v1", "", "/openai/deployments/{deployment}"):
-            app.router.add_post(f"{prefix}/chat/completions", self._handle)
-            app.router.add_post(f"{prefix}/completions", self._handle)
-            app.router.add_post(f"{prefix}/embeddings", self._handle)
-        app.router.add_get("/v1/models", self._models)
-
-        async def boot() -> int:
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            return self._runner.addresses[0][1]
-
-        self.port = self._thread.run(boot())
-        return self
-
-    def stop(self) -> None:
-        if hasattr(self, "_runner"):
-            self._thread.run(self._runner.cleanup())
-            self._thread.close()
-
-    async def _models(self, request: Any) -> Any:
-        from aiohttp import web
-
-        return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})
-
-    def _text_for(self, body: dict[str, Any]) -> str:
-        if self.reply is not None:
-            return self.reply
-        last = ""
-        for m in body.get("messages") or ():
-            if isinstance(m.get("content"), str):
-                last = m["content"]
-        if isinstance(body.get("prompt"), str):
-            last = body["prompt"]
-        return f"upstream says: {last}"
-
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                             dict(request.headers), body))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.failures:
-            f = self.failures.popleft()
-            return web.json_response({"error": {"message": f.message, "type": f.type, "param": None,
-                                                "code": None}}, status=f.status)
-        if not isinstance(body, dict):
-            return web.json_response({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, status=400)
-        model = body.get("model", "unknown")
-        path = request.path
-        if path.endswith("/embeddings"):
-            inputs = body.get("input")
-            items = [inputs] if isinstance(inputs, str) else list(inputs or [])
-            data = [{"object": "embedding", "index": i,
-                     "embedding": [b / 255 for b in hashlib.sha256(str(t).encode()).digest()[:4]]}
-                    for i, t in enumerate(items)]
-            tokens = sum(len(str(t).split()) for t in items)
-            return web.json_response({"object": "list", "data": data, "model": model,
-                                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
-        chat = path.endswith("/chat/completions")
-        text = self._text_for(body)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or ()) or \
-            len(str(body.get("prompt", "")).split())
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                 "total_tokens": prompt_tokens + len(text.split())}
-        ident = ("chatcmpl-" if chat else "cmpl-") + hashlib.sha256(repr(time.time_ns()).encode()).hexdigest()[:20]
-        created = int(time.time())
-        if not body.get("stream"):
-            if chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                out = {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                       "choices": [choice], "usage": usage}
-            else:
-                out = {"id": ident, "object": "text_completion", "created": created, "model": model,
-                       "choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "usage": usage}
-            return web.json_response(out)
-        return await self._stream(request, body, chat, ident, created, model, text, usage)
-
-    async def _stream(self, request: Any, body: dict[str, Any], chat: bool, ident: str, created: int,
-                      model: str, text: str, usage: dict[str, Any]) -> Any:
-        import json
-
-        from aiohttp import web
-
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            if self.break_stream_after is not None and i >= self.break_stream_after:
-                request.transport.close()  # the upstream dies mid-stream
-                return resp
-            piece = word if i == 0 else " " + word
-            choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
-                      else {"index": 0, "text": piece, "finish_reason": None})
-            await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created,
-                                                     "model": model, "choices": [choice]}).encode() + b"\n\n")
-        last = ({"index": 0, "delta": {}, "finish_reason": "stop"} if chat
-                else {"index": 0, "text": "", "finish_reason": "stop"})
-        await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created, "model": model,
-                                                 "choices": [last]}).encode() + b"\n\n")
-        if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created,
-                                                     "model": model, "choices": [], "usage": usage}).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-        return resp
 
 
 class PostgresDatabases:
@@ -329,7 +144,7 @@ class GatewayServer:
         config.graceful_timeout = 5
         sockets = config.create_sockets()
         self.port = sockets.insecure_sockets[0].getsockname()[1]
-        self._thread = _LoopThread("gateway-server")
+        self._thread = LoopThread("gateway-server")
         self._stop = asyncio.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
