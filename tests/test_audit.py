@@ -462,8 +462,12 @@ def test_a_row_the_database_refuses_is_dropped_loudly_and_the_rest_go_on(gateway
         while "AUDIT EVENTS LOST" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
     assert "AUDIT EVENTS LOST: 1 event(s) dropped because the database refuses row" in caplog.text
-    assert "(LiteLLM_TeamTable updated evil) while it takes others" in caplog.text
+    assert re.search(r"\(LiteLLM_TeamTable updated evil\): \w+: evil row", caplog.text)
     assert verify(url).stdout.strip() == "audit log intact: 3 rows"
+    letters = httpx.get(server.url + "/dead_letters", params={"source": "audit"}, headers=ADMIN,
+                        timeout=30).json()["dead_letters"]
+    assert [(d["outcome"], "evil row" in d["reason"]) for d in letters] == [("dropped", True)]
+    assert letters[0]["ref"].endswith("(LiteLLM_TeamTable updated evil)")
 
 
 def _free_port() -> int:

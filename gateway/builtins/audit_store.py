@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,8 @@ from tortoise.transactions import in_transaction
 
 from gateway import Plugin, hookimpl
 from gateway.core.db.models import AuditLog
+from gateway.core.dead_letters import data_fault, describe
+from gateway.core.storable import clean_text, storable
 
 log = logging.getLogger("gateway.audit")
 
@@ -118,48 +120,20 @@ def looks_like_raw_key(text: str) -> bool:
 
 
 class _Cleaner:
-    """Makes values storable the same way on SQLite and PostgreSQL, and masks raw keys."""
+    """Makes values storable (see `gateway.core.storable`) and masks raw keys."""
 
     def __init__(self) -> None:
         self.masked = 0
 
     def text(self, s: str) -> str:
-        if "\x00" in s:  # PostgreSQL text and jsonb cannot hold NUL
-            s = s.replace("\x00", "\ufffd")
-        try:
-            s.encode()
-        except UnicodeEncodeError:  # lone surrogates
-            s = s.encode("utf-8", "replace").decode()
+        s = clean_text(s)
         if looks_like_raw_key(s):
             self.masked += 1
             s = "sk-..." + s[-4:]
         return s
 
     def value(self, v: Any) -> Any:
-        if v is None or isinstance(v, bool):
-            return v
-        if isinstance(v, int):
-            if -(2**63) <= v < 2**63:
-                return v
-            try:  # what a JSON round trip makes of it
-                return float(v)
-            except OverflowError:
-                return None
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, str):
-            return self.text(v)
-        if isinstance(v, dict):
-            return {self.text(str(k)): self.value(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple, set, frozenset)):
-            return [self.value(x) for x in v]
-        if isinstance(v, datetime):
-            return self.text(iso(v) if v.tzinfo else v.isoformat())
-        if isinstance(v, date):
-            return v.isoformat()
-        if isinstance(v, Decimal):
-            return self.value(float(v))
-        return self.text(str(v))
+        return storable(v, self.text)
 
     def column(self, name: str, v: Any) -> str | None:
         if v is None:
@@ -191,6 +165,23 @@ def row_from_event(event: Any) -> dict[str, Any]:
         log.warning("audit event %s %s %s carried %d raw-looking key(s); stored as key names (sk-...xxxx)",
                     row["table_name"], row["action"], row["object_id"], clean.masked)
     return row
+
+
+def repaired(row: dict[str, Any]) -> dict[str, Any]:
+    """A row made storable again, for a row that skipped `row_from_event` or outgrew its columns."""
+    clean = _Cleaner()
+    fixed = {name: clean.column(name, row.get(name)) for name in MAX_LEN}
+    fixed["id"] = fixed["id"] if fixed["id"] and len(fixed["id"]) == 36 else str(uuid.uuid4())
+    fixed["object_id"] = fixed["object_id"] or ""
+    fixed["changed_by_api_key"] = row.get("changed_by_api_key") if HASH_RE.match(str(row.get("changed_by_api_key"))) else None
+    when = row.get("updated_at")
+    try:
+        fixed["updated_at"] = iso(datetime.fromisoformat(when)) if isinstance(when, str) else iso(datetime.now(timezone.utc))
+    except ValueError:
+        fixed["updated_at"] = iso(datetime.now(timezone.utc))
+    fixed["before_value"] = clean.value(row.get("before_value"))
+    fixed["updated_values"] = clean.value(row.get("updated_values"))
+    return fixed
 
 
 def display(value: Any) -> str:
@@ -353,42 +344,56 @@ class AuditStore(Plugin):
                 return
             except Exception as exc:
                 attempt += 1
-                log.warning("audit writer: writing %d row(s) failed (attempt %d, %d more queued): %s: %s",
-                            len(batch), attempt, len(self.queue), type(exc).__name__, exc)
+                row_fault = data_fault(exc)
+                log.warning("audit writer: writing %d row(s) failed (attempt %d, %d more queued): %s",
+                            len(batch), attempt, len(self.queue), describe(exc))
             if self._past_deadline():
                 self._lose(len(batch), "the database could not be reached before shutdown")
                 return
-            if attempt % 3 == 0 and await self._database_answers():
+            if row_fault or (attempt % 3 == 0 and await self._database_answers()):
                 batch = await self._isolate(batch)
                 if not batch:
                     return
             await asyncio.sleep(min(5.0, 0.05 * 2 ** attempt))
 
     async def _isolate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The database answers yet refuses the batch: write its rows one by one. When some go in,
-        the rest are refused for what they hold and are dropped, loudly, so that they cannot stall
-        the log; when none does, the fault is the database's (a missing table, no permission):
-        keep them all, to retry. Returns the rows still to write."""
+        """The database answers yet refuses the batch: write its rows one by one. A row refused
+        for what it holds (`data_fault`), or refused while others go in, is written again made
+        storable, else dropped; either way it goes to the dead letters, so that it cannot stall
+        the log. When no row goes in for no reason a row could cause, the fault is the database's
+        (a missing table, no permission): keep them all, to retry. Returns the rows still to write."""
         if len(batch) == 1 and self.queue:
             batch = [*batch, self.queue.popleft()]  # a second row tells a bad row from a bad database
             self._inflight = len(batch)
-        failed = []
+        failed: list[tuple[dict[str, Any], BaseException]] = []
         for row in batch:
-            for _ in range(2):
+            for attempt in range(2):
                 try:
                     await append([row])
                     self.written += 1
                     break
-                except Exception:
-                    continue
-            else:
-                failed.append(row)
-        if len(failed) == len(batch):
-            return failed
-        for row in failed:
-            self._lose(1, f"the database refuses row {row['id']} ({row['table_name']} {row['action']} "
-                          f"{row['object_id']}) while it takes others")
+                except Exception as exc:
+                    if data_fault(exc) or attempt == 1:
+                        failed.append((row, exc))
+                        break
+        if len(failed) == len(batch) and not any(data_fault(exc) for _, exc in failed):
+            return [row for row, _ in failed]
+        for row, exc in failed:
+            await self._dead_letter(row, exc)
         return []
+
+    async def _dead_letter(self, row: dict[str, Any], exc: BaseException) -> None:
+        reason = describe(exc)
+        ref = f"{row.get('id')} ({row.get('table_name')} {row.get('action')} {row.get('object_id')})"
+        try:
+            await append([repaired(row)])
+        except Exception as again:
+            self._lose(1, f"the database refuses row {ref}: {reason}")
+            await self.gateway.dead_letters.record("audit", ref, "dropped",
+                                                   f"{reason}; the repaired copy failed too: {describe(again)}", row)
+            return
+        self.written += 1
+        await self.gateway.dead_letters.record("audit", ref, "repaired", reason, row)
 
     async def _database_answers(self) -> bool:
         try:

@@ -27,6 +27,8 @@ class SpendLogs(Plugin):
         self.master_hash = hash_key(gateway.master_key) if gateway.master_key else None
         self.writer = SpendWriter(
             gateway.directory,
+            ping=gateway.db.ping,
+            dead_letters=gateway.dead_letters,
             write_logs=not bool(general.get("disable_spend_logs")),
             batch_size=int(general.get("spend_batch_size") or 500),
             interval=float(general.get("spend_flush_interval_s") or 1.0),

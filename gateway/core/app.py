@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 from quart import Quart, Response, g, request
 
 from gateway.context import AlertEvent, AuditEvent
-from gateway.core import auth, errors
+from gateway.core import auth, dead_letters, errors
 from gateway.core.access import AccessPolicy
 from gateway.core.body_limit import BodyLimit
 from gateway.core.enforced_params import enforced_params
@@ -63,6 +63,8 @@ class Gateway:
         cache = IdentityCache(ttl=ttl)
         self.directory = Directory(cache, Invalidator(cache, self.db.url, settings.env.redis_url))
         self.readiness_checks["database"] = self.db.ping
+        self.dead_letters = dead_letters.DeadLetters(
+            keep=int(settings.file.general_settings.get("dead_letters_keep") or dead_letters.DEFAULT_KEEP))
 
     def limit_request_body(self, max_bytes: int) -> None:
         """Ask that no request body be buffered past `max_bytes + 1` bytes (size-limit plugins)."""
@@ -130,6 +132,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(users.bp)
     app.register_blueprint(end_users.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(dead_letters.bp)
     for blueprints in host.pm.hook.routes(gateway=gw):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)

@@ -167,3 +167,19 @@ class SpendDaily(Model):
     class Meta:
         table = "spend_daily"
         unique_together = (("day", "api_key", "model", "user"),)
+
+
+class DeadLetter(Model):
+    # What a background writer could not store (a spend row, an audit row), kept for an operator:
+    # which writer, what it was (`ref`: request id or audit row id), why, and the value as JSON
+    # text made safe (no raw key, cut to a bounded size). The table is kept to a bounded size.
+    id = fields.BigIntField(primary_key=True, generated=True)
+    created_at = fields.DatetimeField(db_index=True)
+    source = fields.CharField(max_length=16, db_index=True)
+    ref = fields.CharField(max_length=255, null=True)
+    outcome = fields.CharField(max_length=16)
+    reason = fields.TextField()
+    payload = fields.TextField()
+
+    class Meta:
+        table = "dead_letters"

@@ -59,6 +59,8 @@ def _check_types(call_type: str, body: dict[str, Any]) -> None:
     user = body.get("user")
     if isinstance(user, str) and len(user) > 255:  # end users are tracked by this id
         raise BadRequestError("user must be at most 255 characters", param="user")
+    if isinstance(user, str) and "\x00" in user:  # no database stores it as an id
+        raise BadRequestError("user must not contain NUL characters", param="user")
 
 
 def _upstream_body(ctx: RequestContext) -> tuple[dict[str, Any], bool]:

@@ -7,14 +7,13 @@ by the key's, overlaid by the request's.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway.context import iter_request_text
+from gateway.core.storable import clean_text, storable
 
 # The width of the spend-log columns that hold strings a client or an upstream chose (request id,
 # model, end user, tag): longer values are cut, so that a row can always be stored.
@@ -48,11 +47,11 @@ class SpendRow:
 
 
 def _strings(value: Any) -> list[str]:
-    return [v[:WIDTH] for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    return [clean_text(v)[:WIDTH] for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _fit(value: Any) -> Any:
-    return value[:WIDTH] if isinstance(value, str) else value
+    return clean_text(value)[:WIDTH] if isinstance(value, str) else value
 
 
 def merge_tags(body: dict[str, Any], principal: Any) -> list[str]:
@@ -76,17 +75,6 @@ def merge_spend_logs_metadata(body: dict[str, Any], principal: Any) -> dict[str,
 
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
-
-
-@functools.lru_cache(maxsize=1024)
-def _safe_base(api_base: str | None) -> str | None:
-    """The deployment's base URL without credentials or query (which may carry keys)."""
-    if not api_base:
-        return None
-    p = urlsplit(api_base)
-    host = p.hostname or ""
-    netloc = host + (f":{p.port}" if p.port else "")
-    return p._replace(netloc=netloc, query="", fragment="").geturl()
 
 
 def _to_dt(ts: float) -> datetime:
@@ -121,7 +109,7 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) 
         "user_api_key_team_id": principal.team_id,
         "user_api_key_user_id": principal.user_id,
         "user_api_key_team_alias": principal.team_alias,
-        "spend_logs_metadata": merge_spend_logs_metadata(ctx.body, principal) or None,
+        "spend_logs_metadata": storable(merge_spend_logs_metadata(ctx.body, principal)) or None,
         "gateway_request_id": ctx.request_id,
     }
     if usage and estimated:
@@ -131,14 +119,14 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) 
     if ctx.monitored:
         metadata["would_have_blocked"] = ctx.monitored
     if outcome.error is not None and outcome.status != "success":
-        metadata["error"] = {"message": getattr(outcome.error, "message", str(outcome.error))[:1000],
+        metadata["error"] = {"message": clean_text(getattr(outcome.error, "message", str(outcome.error)))[:1000],
                              "type": getattr(outcome.error, "type", type(outcome.error).__name__)}
     return SpendRow(
         request_id=_fit(request_id or ctx.request_id), call_type=ctx.call_type, api_key=api_key, spend=spend,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=total,
         start_time=_to_dt(ctx.start_time), end_time=_to_dt(outcome.end_time),
         model=_fit(dep.upstream_model if dep is not None else ctx.model), model_group=_fit(ctx.model),
-        api_base=_safe_base(dep.api_base) if dep is not None else None, user=principal.user_id,
+        api_base=dep.display_base if dep is not None else None, user=principal.user_id,
         end_user=_fit(ctx.end_user) if isinstance(ctx.end_user, str) else None, team_id=principal.team_id,
         request_tags=merge_tags(ctx.body, principal), metadata=metadata, status=outcome.status,
         http_status=outcome.http_status, blocked_by=ctx.blocked_by, usage_estimated=estimated and bool(usage),

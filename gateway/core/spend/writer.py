@@ -5,26 +5,31 @@ at shutdown. One flush is one transaction: the rows, the per-day tag roll-up, an
 user and end-user counters (an end user is recorded from its first call). A database outage is
 retried with backoff while the queue keeps accepting rows up to `max_queued`; anything beyond is
 counted and logged, never dropped silently; a write whose connection died may have committed, so
-its retry first looks for its first row (no row is written twice). A batch whose data the database
-refuses is written row by row, and only the refused rows are dropped (logged and counted): one bad
-row never holds up the others.
+its retry first looks for its first row (no row is written twice).
+
+The writer is never stopped by its input. A batch that fails while the database answers is halved
+until the rows it will not take stand alone; the others are written, and each refused row is
+written again made storable (`repaired`) or, failing that, not at all (`dropped`); either way it
+goes to the dead letters (`gateway.core.dead_letters`) with the reason. A database that answers
+yet takes no row at all (a missing table, no permission) is treated as an outage: nothing dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import defaultdict, deque
-from typing import Any
+from dataclasses import replace
+from typing import Any, Awaitable, Callable
 
 from tortoise import connections
-from tortoise.exceptions import ValidationError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from gateway.core.spend.record import SpendRow
+from gateway.core.dead_letters import DeadLetters, data_fault, describe
+from gateway.core.spend.record import WIDTH, SpendRow
+from gateway.core.storable import clean_text, storable
 
 log = logging.getLogger("gateway.spend")
 
@@ -48,9 +53,12 @@ TAG_UPSERT = {
 
 
 class SpendWriter:
-    def __init__(self, directory: Any, *, write_logs: bool = True, batch_size: int = 500,
-                 interval: float = 1.0, max_queued: int = 200_000) -> None:
+    def __init__(self, directory: Any, *, ping: Callable[[], Awaitable[Any]], dead_letters: DeadLetters,
+                 write_logs: bool = True, batch_size: int = 500, interval: float = 1.0,
+                 max_queued: int = 200_000) -> None:
         self.directory = directory
+        self.ping = ping
+        self.dead_letters = dead_letters
         self.write_logs = write_logs
         self.batch_size = batch_size
         self.interval = interval
@@ -59,6 +67,7 @@ class SpendWriter:
         self.written = 0
         self.lost = 0
         self.failures = 0
+        self.repaired = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -91,7 +100,7 @@ class SpendWriter:
                 pass
             self._wake.clear()
             while self.queue and not self._closing:
-                if await self.flush_once():
+                if await self._flush_guarded():
                     backoff = 0.5
                     if len(self.queue) < self.batch_size:
                         break
@@ -102,8 +111,17 @@ class SpendWriter:
                         pass
                     backoff = min(backoff * 2, 30.0)
 
+    async def _flush_guarded(self) -> bool:
+        """flush_once, but a bug in it is logged and backed off from, never the writer's end."""
+        try:
+            return await self.flush_once()
+        except Exception:
+            log.exception("spend writer: unexpected error; %d row(s) waiting, will retry", len(self.queue))
+            return False
+
     async def flush_once(self) -> bool:
-        """Write one batch; on failure the batch goes back to the front of the queue."""
+        """Write one batch; on failure the batch goes back to the front of the queue, unless the
+        database answers, in which case the rows it will not take are isolated (`_isolate`)."""
         size = min(self.batch_size, len(self.queue))
         unsure = self._unsure is not None and bool(self.queue) and self.queue[0] is self._unsure[0]
         if unsure:
@@ -117,36 +135,90 @@ class SpendWriter:
             else:
                 await self._write(batch)
         except Exception as exc:
-            if refused(exc):
+            if data_fault(exc):
                 self._unsure = None
-                return await self._write_each(batch)
-            self._requeue(batch, exc, len(batch))
-            return False
+                return await self._isolate(batch)
+            if not await self._answers():
+                self._requeue(batch, exc, len(batch))
+                return False
+            self._unsure = None
+            if not await self._landed(batch[0]):  # not a reply lost after the commit
+                return await self._isolate(batch)
         self._unsure = None
         self.written += len(batch)
         await self._announce(batch)
         return True
 
-    async def _write_each(self, batch: list[SpendRow]) -> bool:
-        """The database refused the batch's data: write row by row, dropping only the refused rows."""
+    async def _isolate(self, batch: list[SpendRow]) -> bool:
+        """The database answers but would not take the batch: halve it until the rows it refuses
+        stand alone, write the rest, and make each refused row storable (`repaired`) or hand it
+        to the dead letters (`dropped`). A row that fails for no reason a row could cause (a lock,
+        a missing table) is kept to retry; it counts as refused only after `ISOLATIONS` tries
+        during which the database took other rows. False when rows went back to the queue."""
         done: list[SpendRow] = []
-        ok = True
-        for i, row in enumerate(batch):
+        bad: list[tuple[SpendRow, BaseException]] = []
+        retry: list[tuple[SpendRow, BaseException]] = []
+        pending, gone = [batch], False
+        while pending:
+            rows = pending.pop()
             try:
-                await self._write([row])
-            except Exception as exc:
-                if not refused(exc):  # the database went away meanwhile
-                    self._requeue(batch[i:], exc, 1)
-                    ok = False
-                    break
-                self.lost += 1
-                log.error("spend row %s refused by the database and dropped (%s: %s)", row.request_id,
-                          type(exc).__name__, exc)
+                await self._write(rows)
+                done.extend(rows)
                 continue
-            done.append(row)
+            except Exception as exc:
+                if len(rows) > 1:
+                    half = len(rows) // 2
+                    pending += [rows[half:], rows[:half]]  # the first half is written first
+                    continue
+                if data_fault(exc):
+                    bad.append((rows[0], exc))
+                elif not await self._answers():  # the database went away: the rest goes back
+                    left = [r for chunk in reversed(pending) for r in chunk]
+                    self._requeue([rows[0], *left, *(r for r, _ in retry)], exc, 1)
+                    pending, retry, gone = [], [], True
+                elif await self._landed(rows[0]):  # its reply was lost after the commit
+                    done.append(rows[0])
+                else:
+                    retry.append((rows[0], exc))
+        still: list[tuple[SpendRow, BaseException]] = []
+        for row, exc in retry:  # a try counts only while the database takes other rows
+            row.extra["isolations"] = row.extra.get("isolations", 0) + (1 if done else 0)
+            (bad if row.extra["isolations"] >= ISOLATIONS else still).append((row, exc))
+        retry = still
         self.written += len(done)
         await self._announce(done)
-        return ok
+        for row, exc in bad:
+            await self._dead_letter(row, exc)
+        if retry:
+            self.queue.extendleft(reversed([r for r, _ in retry]))
+            self.failures += 1
+            log.warning("spend write of %d row(s) failed while the database answers (%s); will retry",
+                        len(retry), describe(retry[0][1]))
+        return not retry and not gone
+
+    async def _dead_letter(self, row: SpendRow, exc: BaseException) -> None:
+        """One row the database refused: store a storable copy if it takes one, and record both."""
+        reason = describe(exc)
+        try:
+            fixed = repaired(row)
+            await self._write([fixed])
+        except Exception as again:
+            self.lost += 1
+            await self.dead_letters.record("spend", row.request_id, "dropped",
+                                           f"{reason}; the repaired copy failed too: {describe(again)}", _columns(row))
+            return
+        self.written += 1
+        self.repaired += 1
+        await self._announce([fixed])
+        await self.dead_letters.record("spend", row.request_id, "repaired", reason, _columns(row))
+
+    async def _answers(self) -> bool:
+        """Whether the database answers at all (an outage is retried; a refusal is not)."""
+        try:
+            await asyncio.wait_for(self.ping(), timeout=5)
+            return True
+        except Exception:
+            return False
 
     def _requeue(self, rows: list[SpendRow], exc: Exception, tried: int) -> None:
         """Back to the front of the queue. The first `tried` rows were one write that may yet have
@@ -154,14 +226,17 @@ class SpendWriter:
         self.queue.extendleft(reversed(rows))
         self._unsure = (rows[0], tried)
         self.failures += 1
-        log.warning("spend write failed (%s: %s); %d row(s) waiting, will retry", type(exc).__name__, exc,
-                    len(self.queue))
+        log.warning("spend write failed (%s); %d row(s) waiting, will retry", describe(exc), len(self.queue))
 
     async def _landed(self, row: SpendRow) -> bool:
         """Whether the write that began with `row` committed (without spend logs, it cannot be told)."""
         from gateway.core.db.models import SpendLog
 
-        return self.write_logs and await SpendLog.filter(request_id=row.request_id, start_time=row.start_time).exists()
+        try:
+            return self.write_logs and await SpendLog.filter(request_id=row.request_id,
+                                                             start_time=row.start_time).exists()
+        except Exception:  # a row too odd to look up was not written either
+            return False
 
     async def _write(self, batch: list[SpendRow]) -> None:
         from gateway.core.db.models import EndUser, Key, SpendLog, Team, User
@@ -229,7 +304,7 @@ class SpendWriter:
         end = time.monotonic() + deadline_s
         backoff = 0.2
         while self.queue and time.monotonic() < end:
-            if not await self.flush_once():
+            if not await self._flush_guarded():
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         if self.queue:
@@ -239,18 +314,28 @@ class SpendWriter:
         log.info("spend writer closed: %d row(s) written, %d lost", self.written, self.lost)
 
 
-def refused(exc: BaseException) -> bool:
-    """Whether the database refused the data (it never will take it), rather than failed to write:
-    a value tortoise rejects, or a PostgreSQL data, integrity or size error (SQLSTATE 22, 23, 54)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (ValidationError, sqlite3.DataError, sqlite3.IntegrityError)):
-            return True
-        state = getattr(seen, "sqlstate", None)
-        if isinstance(state, str) and state[:2] in ("22", "23", "54"):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+INT_MAX = 2**31 - 1
+ISOLATIONS = 3  # tries before a row that fails for an unknown reason is taken as the row's fault
+
+
+def _short(value: str | None, width: int = WIDTH) -> str | None:
+    return clean_text(value)[:width] if isinstance(value, str) else None
+
+
+def repaired(r: SpendRow) -> SpendRow:
+    """A copy of a row that any column takes: text cleaned and cut to its column, JSON made
+    storable, counts clamped to the column's range."""
+    return replace(
+        r, request_id=_short(r.request_id) or "", call_type=_short(r.call_type, 32) or "", api_key=_short(r.api_key, 64),
+        prompt_tokens=min(max(int(r.prompt_tokens), 0), INT_MAX),
+        completion_tokens=min(max(int(r.completion_tokens), 0), INT_MAX),
+        total_tokens=min(max(int(r.total_tokens), 0), INT_MAX),
+        model=_short(r.model) or "", model_group=_short(r.model_group), api_base=_short(r.api_base, 512),
+        user=_short(r.user), end_user=_short(r.end_user), team_id=_short(r.team_id),
+        request_tags=[t for t in (_short(t) for t in r.request_tags) if t],
+        metadata=storable(r.metadata) if isinstance(r.metadata, dict) else {}, status=_short(r.status, 16) or "",
+        http_status=min(max(int(r.http_status), 0), INT_MAX), blocked_by=_short(r.blocked_by),
+    )
 
 
 def _columns(r: SpendRow) -> dict[str, Any]:
