@@ -8,6 +8,7 @@ Used by the `fake_upstream` fixture of `gateway.testing`, and by benchmarks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import threading
 import time
@@ -58,12 +59,18 @@ class FakeUpstream:
     - `break_stream_after`: close the connection after N streamed chunks.
     - `stream_usage`: False to never send usage in streams (like some vLLM builds).
     - `reply`: a fixed reply text (default: an echo of the last message).
+    - `basic_auth`: `(user, password)`: calls without that HTTP basic auth get 401, as a reverse
+      proxy in front of a model server answers.
+    - `reply_chunks`: a fixed reply streamed as exactly these pieces, one chunk each (a JSON reply
+      is their concatenation); for text split mid-word across chunks. Wins over `reply`.
     """
 
     delay: float = 0.0
     break_stream_after: int | None = None
     stream_usage: bool = True
     reply: str | None = None
+    reply_chunks: list[str] | None = None
+    basic_auth: tuple[str, str] | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
     port: int = 0
@@ -115,6 +122,8 @@ class FakeUpstream:
         return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})
 
     def _text_for(self, body: dict[str, Any]) -> str:
+        if self.reply_chunks is not None:
+            return "".join(self.reply_chunks)
         if self.reply is not None:
             return self.reply
         last = ""
@@ -134,6 +143,11 @@ class FakeUpstream:
             body = None
         self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
                                              dict(request.headers), body))
+        if self.basic_auth is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                return web.json_response({"error": {"message": "basic auth required", "type": "auth_error"}},
+                                         status=401)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failures:
@@ -181,12 +195,13 @@ class FakeUpstream:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         obj = "chat.completion.chunk" if chat else "text_completion"
-        words = text.split(" ")
-        for i, word in enumerate(words):
+        pieces = self.reply_chunks
+        if pieces is None:  # word by word, each with its leading space
+            pieces = [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))]
+        for i, piece in enumerate(pieces):
             if self.break_stream_after is not None and i >= self.break_stream_after:
                 request.transport.close()  # the upstream dies mid-stream
                 return resp
-            piece = word if i == 0 else " " + word
             choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
                       else {"index": 0, "text": piece, "finish_reason": None})
             await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created,

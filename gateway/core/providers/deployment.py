@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
+from gateway.core.providers.urls import safe_url, split_credentials
+
 # Providers that speak the OpenAI wire format, with their default base URL and key variable.
 OPENAI_COMPATIBLE: dict[str, tuple[str | None, str | None]] = {
     "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
@@ -47,7 +49,7 @@ class Deployment:
     model_name: str
     provider: str
     upstream_model: str
-    api_base: str | None
+    api_base: str | None  # never with credentials: see `basic_auth`
     api_key: str | None = field(repr=False)
     api_version: str | None
     timeout: float
@@ -58,6 +60,8 @@ class Deployment:
     mock_response: str | None
     extra_headers: dict[str, str]
     model_info: dict[str, Any]
+    basic_auth: str | None = field(default=None, repr=False)  # `Basic ...` from userinfo in api_base
+    display_base: str | None = None  # api_base as it may be written anywhere (`urls.safe_url`)
     cooldown_until: float = 0.0
 
     @property
@@ -67,13 +71,15 @@ class Deployment:
     def redact(self, text: str) -> str:
         """Upstream text with this deployment's key masked: some upstreams echo the key in errors."""
         if self.api_key and self.api_key in text:
-            return text.replace(self.api_key, self.api_key[:4] + "*" * 12)
+            text = text.replace(self.api_key, self.api_key[:4] + "*" * 12)
+        if self.basic_auth and self.basic_auth[6:] in text:
+            text = text.replace(self.basic_auth[6:], "*" * 12)
         return text
 
     def describe(self) -> dict[str, Any]:
         """A safe description (no key) for logs, errors and `/model/info`."""
         return {"id": self.id, "model_name": self.model_name, "provider": self.provider,
-                "model": self.upstream_model, "api_base": self.api_base}
+                "model": self.upstream_model, "api_base": self.display_base}
 
 
 def resolve(index: int, entry: Any, default_timeout: float) -> Deployment:
@@ -93,6 +99,7 @@ def resolve(index: int, entry: Any, default_timeout: float) -> Deployment:
         raise DeploymentError(f"{where}: {model!r} names no model after the provider")
     api_base = params.api_base
     api_key = params.api_key
+    basic_auth = None
     if provider != "fake":
         default_base, key_var = OPENAI_COMPATIBLE[provider]
         if provider.startswith("azure"):
@@ -106,6 +113,7 @@ def resolve(index: int, entry: Any, default_timeout: float) -> Deployment:
             )
         if not api_base.startswith(("http://", "https://")):
             raise DeploymentError(f"model_list.{index}.litellm_params.api_base: must start with http:// or https://")
+        api_base, basic_auth = split_credentials(api_base)
         if api_key is None and key_var:
             api_key = os.environ.get(key_var)
     api_version = params.api_version
@@ -129,6 +137,8 @@ def resolve(index: int, entry: Any, default_timeout: float) -> Deployment:
         mock_response=params.mock_response,
         extra_headers=dict(params.extra_headers or {}),
         model_info=info,
+        basic_auth=basic_auth,
+        display_base=safe_url(api_base),
     )
 
 

@@ -20,6 +20,7 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.core.providers.deployment import Deployment
+from gateway.core.providers.urls import safe_url
 from gateway.errors import UpstreamConnectionError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.upstream")
@@ -75,7 +76,7 @@ def _is_timeout(exc: BaseException) -> bool:
 
 def map_transport_error(exc: BaseException, dep: Deployment) -> Exception:
     """A transport failure as the client should see it: which deployment, never its key."""
-    where = f"{dep.model_name} ({dep.provider} at {dep.api_base})"
+    where = f"{dep.model_name} ({dep.provider} at {dep.display_base})"
     if isinstance(exc, (UpstreamConnectionError, UpstreamTimeoutError)):
         return exc  # type: ignore[return-value]
     if _is_timeout(exc):
@@ -129,6 +130,8 @@ def build_request(dep: Deployment, call_type: str, body: dict[str, Any]) -> tupl
         url = f"{base}/{path}"
         if dep.api_key:
             headers["authorization"] = f"Bearer {dep.api_key}"
+    if dep.basic_auth:  # as LiteLLM's HTTP client does, userinfo in api_base wins over a bearer key
+        headers["authorization"] = dep.basic_auth
     headers.update(dep.extra_headers)
     body = dict(body)
     body["model"] = dep.upstream_model
@@ -200,7 +203,8 @@ class SessionPool:
 def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
     if log.isEnabledFor(logging.DEBUG):
         shown = {k: (mask_secret(v) if k in ("authorization", "api-key") else v) for k, v in headers.items()}
-        log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", url, shown, content.decode(errors="replace"))
+        log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", safe_url(url), shown,
+                  content.decode(errors="replace"))
 
 
 async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
