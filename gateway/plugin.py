@@ -37,6 +37,10 @@ class Plugin:
     #: switches this plugin on without naming it in `callbacks`. Such a plugin also lists itself
     #: in the `gateway.switchable` entry-point group, so the core knows to ask it.
     switched_on_by: ClassVar[tuple[str, ...]] = ()
+    #: Only reads the request in `pre_request` / `post_response` (a remote guard): neighbours in
+    #: priority order that also set it run together, so their latencies overlap instead of adding
+    #: up. The first to block wins and the others are cancelled.
+    concurrent: ClassVar[bool] = False
 
     #: The framework's knobs for this plugin as configured (set before `startup`): a plugin that
     #: rewrites requests can read `mode` and only report in "monitor".

@@ -30,6 +30,18 @@ class Impl:
     timeout_s: float | None
     fail_open: bool
     monitor: bool
+    concurrent: bool = False
+
+
+def _steps(chain: tuple[Impl, ...]) -> tuple[tuple[Impl, ...], ...]:
+    """The chain cut into steps: each run of neighbouring `concurrent` impls is one step."""
+    steps: list[list[Impl]] = []
+    for impl in chain:
+        if impl.concurrent and steps and steps[-1][-1].concurrent:
+            steps[-1].append(impl)
+        else:
+            steps.append([impl])
+    return tuple(tuple(s) for s in steps)
 
 
 class Dispatcher:
@@ -56,9 +68,11 @@ class Dispatcher:
                     timeout_s=slot.timeout_s,
                     fail_open=slot.on_error == "fail_open",
                     monitor=slot.mode == "monitor",
+                    concurrent=bool(getattr(slot.cls, "concurrent", False)),
                 ))
             impls.sort(key=lambda i: order[i.plugin])
             self.chains[hook] = tuple(impls)
+        self.steps = {hook: _steps(self.chains[hook]) for hook in ("pre_request", "post_response")}
 
     def has(self, hook: str) -> bool:
         return bool(self.chains.get(hook))
@@ -100,13 +114,31 @@ class Dispatcher:
         raise GuardrailUnavailableError(f"Guardrail {impl.plugin} is unavailable ({reason})") from exc
 
     async def run_chain(self, hook: str, ctx: Any, **kwargs: Any) -> None:
-        """`pre_request` / `post_response`: every plugin in order, each may block."""
+        """`pre_request` / `post_response`: every plugin in order, each may block; neighbouring
+        `concurrent` plugins run together (see `_steps`)."""
         kwargs["ctx"] = ctx
-        for impl in self.chains[hook]:
-            try:
-                await self._call(impl, kwargs)
-            except Exception as exc:
-                self._on_failure(impl, exc, ctx)
+        for step in self.steps[hook]:
+            if len(step) == 1:
+                await self._checked(step[0], kwargs, ctx)
+            else:
+                await self._together(step, kwargs, ctx)
+
+    async def _checked(self, impl: Impl, kwargs: dict[str, Any], ctx: Any) -> None:
+        try:
+            await self._call(impl, kwargs)
+        except Exception as exc:
+            self._on_failure(impl, exc, ctx)
+
+    async def _together(self, step: tuple[Impl, ...], kwargs: dict[str, Any], ctx: Any) -> None:
+        """Run `step` concurrently; the first block or failure stops the call and cancels the rest."""
+        tasks = [asyncio.ensure_future(self._checked(impl, kwargs, ctx)) for impl in step]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                await finished
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run_stream_chunk(self, ctx: Any, chunk: dict[str, Any]) -> bool:
         """Each streamed chunk through every plugin; False when a plugin dropped it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from pydantic import Field
@@ -200,3 +201,46 @@ class StartupFails(Plugin):
     @hookimpl
     async def startup(self, gateway):
         raise RuntimeError("cannot reach the moderation service (on purpose)")
+
+
+class RemoteGuard(Plugin):
+    """A remote guard: waits `seconds` (its round trip), then blocks a request containing `word`.
+    `concurrent`, so several of them overlap their waits."""
+
+    name = "probe_guard_a"
+    priority = 760
+    concurrent = True
+
+    class Config(PluginConfig):
+        seconds: float = Field(0.3, description="How long each check takes.")
+        word: str = Field("unsafe-a", description="A request containing it is blocked.")
+
+    def __init__(self, config, gateway):
+        super().__init__(config, gateway)
+        self.spans: list[tuple[float, float]] = []  # (start, end) of each finished check
+        self.cancelled = 0
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        start = time.monotonic()
+        try:
+            await asyncio.sleep(self.config.seconds)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.spans.append((start, time.monotonic()))
+        if self.config.word in ctx.user_message_text.lower():
+            raise BadRequestError(f"Violated content safety policy. Guard={self.name}")
+
+
+class RemoteGuardB(RemoteGuard):
+    name = "probe_guard_b"
+    priority = 740
+
+
+class SequentialGuard(RemoteGuard):
+    """The same guard without `concurrent`: it runs alone, in its turn."""
+
+    name = "probe_guard_seq"
+    priority = 720
+    concurrent = False
