@@ -74,3 +74,17 @@ def test_a_failing_concurrent_guard_fails_closed(gateway_server, fake_upstream):
                                  "type": "guardrail_unavailable", "param": None, "code": "503"}
     assert guard(gw, "probe_guard_a").cancelled == 1
     assert fake_upstream.requests == []
+
+
+def test_a_guard_reporting_itself_unavailable_is_a_failure_not_a_block(gateway_server, fake_upstream):
+    """`GuardrailUnavailableError` from a plugin means its service is down: `on_error` decides."""
+    closed = gateway_server(config(fake_upstream, {"name": "probe_guard_down"}))
+    r = call(closed)
+    assert r.status_code == 503
+    assert r.json()["error"]["message"] == "Guardrail probe_guard_down is unavailable (GuardrailUnavailableError)"
+    closed.stop()  # one gateway per process (tortoise's global context)
+    opened = gateway_server(config(fake_upstream, {"name": "probe_guard_down", "on_error": "fail_open"}))
+    r = call(opened)
+    assert r.status_code == 200, r.text
+    counters = httpx.get(opened.url + "/plugins", headers=ADMIN, timeout=10).json()["counters"]
+    assert counters["errors"] == {"probe_guard_down": 1} and counters["blocks"] == {}

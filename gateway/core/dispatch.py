@@ -91,8 +91,10 @@ class Dispatcher:
             return await result
 
     def _on_failure(self, impl: Impl, exc: BaseException, ctx: Any) -> None:
-        """Apply `mode` to a block and `on_error` to a failure; re-raise what must stop the call."""
-        if isinstance(exc, GatewayError):
+        """Apply `mode` to a block and `on_error` to a failure; re-raise what must stop the call.
+        A plugin that raises `GuardrailUnavailableError` reports a failure (its guard is down), not
+        a block: `on_error` applies to it."""
+        if isinstance(exc, GatewayError) and not isinstance(exc, GuardrailUnavailableError):
             if impl.monitor:
                 self.monitored[impl.plugin] += 1
                 log.warning("plugin %s would have blocked (monitor mode): %s", impl.plugin, exc.message)

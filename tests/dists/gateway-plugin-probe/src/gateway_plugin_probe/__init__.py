@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gateway import BadRequestError, Plugin, PluginConfig, hookimpl
+from gateway import BadRequestError, GuardrailUnavailableError, Plugin, PluginConfig, hookimpl
 
 
 class BlockWord(Plugin):
@@ -244,3 +244,14 @@ class SequentialGuard(RemoteGuard):
     name = "probe_guard_seq"
     priority = 720
     concurrent = False
+
+
+class GuardDown(Plugin):
+    """A guard whose service is down and says so with `GuardrailUnavailableError`."""
+
+    name = "probe_guard_down"
+    priority = 710
+
+    @hookimpl
+    async def pre_request(self, ctx):
+        raise GuardrailUnavailableError("probe guard service is down")
