@@ -39,8 +39,9 @@ class Plugin:
     switched_on_by: ClassVar[tuple[str, ...]] = ()
     #: Only reads the request in `pre_request` / `post_response` (a remote guard): neighbours in
     #: priority order that also set it run together, so their latencies overlap instead of adding
-    #: up. The first to block wins and the others are cancelled.
-    concurrent: ClassVar[bool] = False
+    #: up. The first to block wins and the others are cancelled. An instance may turn it off
+    #: (in `__init__`) when its config makes it rewrite the request.
+    concurrent: bool = False
 
     #: The framework's knobs for this plugin as configured (set before `startup`): a plugin that
     #: rewrites requests can read `mode` and only report in "monitor".

@@ -68,7 +68,7 @@ class Dispatcher:
                     timeout_s=slot.timeout_s,
                     fail_open=slot.on_error == "fail_open",
                     monitor=slot.mode == "monitor",
-                    concurrent=bool(getattr(slot.cls, "concurrent", False)),
+                    concurrent=bool(getattr(slot.instance or slot.cls, "concurrent", False)),
                 ))
             impls.sort(key=lambda i: order[i.plugin])
             self.chains[hook] = tuple(impls)
