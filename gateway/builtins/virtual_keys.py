@@ -2,8 +2,10 @@
 
 Recognises `sk-` keys issued by `/key/generate` from the in-memory directory (no database read in
 steady state), and refuses blocked or expired keys with the reference's messages. Its
-`pre_request` enforces, on LLM calls only, model access and the key, team, user and end-user budgets;
-a refusal for budget raises a `budget_exceeded` alert (at most once a minute per entity).
+`pre_request` enforces, on LLM calls only and whatever key is used: a blocked end user (the
+request's `user`, blocked through `/customer/block`), model access, and the key, team, user and
+end-user budgets; a refusal for budget raises a `budget_exceeded` alert (at most once a minute per
+entity).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 from gateway import (
     AlertEvent,
     AuthenticationError,
+    BadRequestError,
     BudgetExceededError,
-    GatewayError,
     Plugin,
     Principal,
     hookimpl,
@@ -29,6 +31,8 @@ ADMIN_ROLES = ("proxy_admin",)
 RESET_INTERVAL_S = 60.0
 #: A refused call raises a `budget_exceeded` alert at most this often per key, team, user or end user.
 BUDGET_ALERT_INTERVAL_S = 60.0
+#: The LiteLLM proxy's refusal of a blocked end user (the `blocked_user_check` plugin says the same).
+END_USER_BLOCKED = "User blocked from making LLM API Calls. User={}"
 log = logging.getLogger("gateway.virtual_keys")
 
 
@@ -154,8 +158,16 @@ class VirtualKeys(Plugin):
 
     @hookimpl
     async def pre_request(self, ctx: Any) -> None:
-        """LLM calls only: model access (key, then team), then budgets (key, team, user, end user)."""
+        """LLM calls only: a blocked end user, then model access (key, then team), then budgets
+        (key, team, user, end user). The end user's record comes from the directory's cache."""
         principal = ctx.principal
+        end_user = None
+        if ctx.end_user:
+            if not isinstance(ctx.end_user, str):
+                raise BadRequestError("user must be a string", param="user")
+            end_user = await self.gateway.directory.end_user(ctx.end_user)
+            if end_user is not None and end_user.blocked:
+                raise BadRequestError(END_USER_BLOCKED.format(ctx.end_user), param="user")
         now = datetime.now(timezone.utc)
         if principal.api_key is not None:
             for allowed in (principal.models, principal.extra.get("team_models") or []):
@@ -167,10 +179,7 @@ class VirtualKeys(Plugin):
                     )
             for entity, record in zip(("key", "team", "user"), principal.extra.get("records") or ()):
                 self._check_budget(ctx, entity, record, now)
-        if ctx.end_user:
-            if not isinstance(ctx.end_user, str):
-                raise GatewayError("user must be a string", status=400, type="bad_request_error", param="user")
-            end_user = await self.gateway.directory.end_user(ctx.end_user)
+        if end_user is not None:
             self._check_budget(ctx, "end_user", end_user, now)
 
     def _check_budget(self, ctx: Any, entity: str, record: Any, now: datetime) -> None:

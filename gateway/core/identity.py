@@ -26,20 +26,27 @@ KINDS = ("key", "team", "user", "end_user")
 
 
 class IdentityCache:
-    """A TTL cache of records by (kind, id); `None` results are cached too, briefly."""
+    """A TTL cache of records by (kind, id); `None` results are cached too, briefly.
+
+    An eviction that lands while a load is in flight wins: the loaded value may predate the
+    change (a block, say), so it is returned to that one caller but not kept.
+    """
 
     def __init__(self, ttl: float = 60.0, negative_ttl: float = 5.0) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._evictions = 0  # bumped by every evict() and clear()
 
     async def get(self, kind: str, ident: str, load: Callable[[], Awaitable[Any]]) -> Any:
         now = time.monotonic()
         hit = self._entries.get((kind, ident))
         if hit is not None and hit[0] > now:
             return hit[1]
+        evictions = self._evictions
         value = await load()
-        self._entries[(kind, ident)] = (now + (self.ttl if value is not None else self.negative_ttl), value)
+        if evictions == self._evictions:
+            self._entries[(kind, ident)] = (now + (self.ttl if value is not None else self.negative_ttl), value)
         return value
 
     def peek(self, kind: str, ident: str) -> Any:
@@ -47,9 +54,11 @@ class IdentityCache:
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def evict(self, kind: str, ident: str) -> None:
+        self._evictions += 1
         self._entries.pop((kind, ident), None)
 
     def clear(self) -> None:
+        self._evictions += 1
         self._entries.clear()
 
 

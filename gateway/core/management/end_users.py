@@ -1,13 +1,14 @@
 """`/customer/*` (also `/end_user/*`): end users, the `user` field of an OpenAI request. Each has
-its own budget and spend; a blocked one is refused by `blocked_user_check`. `/customer/block`
-creates the records it does not find, so that anyone can be blocked before their first call;
-`/user/unblock` is the seed's alias of `/customer/unblock`."""
+its own budget and spend; a blocked one is refused on every LLM call by the core (the built-in
+`virtual_keys`), plugin or not. `/customer/block` creates the records it does not find, so that
+anyone can be blocked before their first call; `/user/unblock` is the seed's alias of
+`/customer/unblock`. Every change evicts the cached record on every worker and instance."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from quart import Blueprint, request
 from tortoise.exceptions import IntegrityError
 
@@ -23,6 +24,16 @@ CREATED_VALUES = ("user_id", "alias", "max_budget", "budget_duration", "spend", 
 DEFAULTS: dict[str, Any] = {"metadata": {}, "spend": 0.0, "blocked": False}
 
 
+def _storable_id(user_id: str) -> str:
+    if "\x00" in user_id:  # PostgreSQL stores no NUL: a 400 here rather than a 500 from the database
+        raise ValueError("must not contain NUL characters")
+    return user_id
+
+
+#: An end-user id as a request's `user` can carry it: 1 to 255 characters, no NUL.
+EndUserId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable_id)]
+
+
 class EndUserFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -35,15 +46,15 @@ class EndUserFields(BaseModel):
 
 
 class NewBody(EndUserFields):
-    user_id: str = Field(min_length=1, max_length=255)
+    user_id: EndUserId
 
 
 class UpdateBody(EndUserFields):
-    user_id: str = Field(min_length=1)
+    user_id: EndUserId
 
 
 class IdsBody(BaseModel):
-    user_ids: list[str] = Field(min_length=1)
+    user_ids: list[EndUserId] = Field(min_length=1)
 
 
 def end_user_info(e: EndUser) -> dict[str, Any]:
@@ -98,6 +109,8 @@ async def info() -> Any:
     user_id = request.args.get("end_user_id") or request.args.get("user_id")
     if not user_id:
         raise BadRequestError("Pass ?end_user_id=<user id>", param="end_user_id")
+    if "\x00" in user_id:
+        raise BadRequestError("end_user_id must not contain NUL characters", param="end_user_id")
     return end_user_info(await find(user_id, "end_user_id"))
 
 
