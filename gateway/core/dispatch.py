@@ -107,10 +107,11 @@ class Dispatcher:
             raise exc
         self.errors[impl.plugin] += 1
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        detail = f"{reason}: {exc}" if str(exc) else reason
         if impl.fail_open:
-            log.warning("plugin %s failed (%s: %s); fail_open, request goes on", impl.plugin, reason, exc)
+            log.warning("plugin %s failed (%s); fail_open, request goes on", impl.plugin, detail)
             return
-        log.error("plugin %s failed (%s: %s); fail_closed, request refused", impl.plugin, reason, exc)
+        log.error("plugin %s failed (%s); fail_closed, request refused", impl.plugin, detail)
         if ctx is not None and ctx.blocked_by is None:
             ctx.blocked_by = impl.plugin
         raise GuardrailUnavailableError(f"Guardrail {impl.plugin} is unavailable ({reason})") from exc
