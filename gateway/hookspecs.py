@@ -16,9 +16,11 @@ hookspec = pluggy.HookspecMarker("gateway")
 
 
 @hookspec
-def prepare_environment(environ: dict[str, str]) -> None:
-    """Before the config file is read (sync). May add or rewrite variables in `environ`, which is
-    `os.environ`; used to decrypt secrets (AWS KMS) that the config refers to."""
+def prepare_environment(environ: dict[str, str], config: dict[str, Any]) -> None:
+    """Before the config is resolved (sync; a staticmethod or classmethod: no instance exists
+    yet). May add or rewrite variables in `environ`, which is `os.environ`, and rewrite values in
+    `config`, the config file as parsed (its `environment_variables` already exported, no
+    `os.environ/` reference resolved yet), in place. Used to decrypt secrets (AWS KMS)."""
 
 
 @hookspec

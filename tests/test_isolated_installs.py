@@ -9,6 +9,7 @@ constraints), so the run is reproducible and uses the uv cache; `UV_CACHE_DIR` p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -96,3 +97,36 @@ def test_installs_alone_and_passes_its_own_tests(source: Path, tmp_path: Path, c
     assert proc.returncode == 0, f"{source.name}'s tests failed in isolation (exit {proc.returncode}):\n{out}"
     assert re.search(r"\b\d+ passed\b", out), out
     assert not re.search(r"\b\d+ (failed|errors?)\b", out), out
+
+
+def test_use_aws_kms_without_its_plugin_stops_start_up_naming_the_distribution(
+        tmp_path: Path, core_wheel: tuple[Path, Path]) -> None:
+    """The core installed alone, as an operator would: `USE_AWS_KMS=True` must not be ignored (an
+    encrypted DATABASE_URL would silently fall back to a local SQLite file). This is the one place
+    where no aws_kms entry point exists: the workspace's environment has every plugin installed."""
+    uv = _uv()
+    env = {k: v for k, v in os.environ.items() if k not in _DROP and k not in ("DATABASE_URL", "GATEWAY_CONFIG")}
+    venv = tmp_path / "venv"
+    _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], cwd=tmp_path, env=env, timeout=120)
+    core, constraints = core_wheel
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    _run([uv, "pip", "install", "--quiet", "--python", str(python), "--constraints", str(constraints), str(core)],
+         cwd=tmp_path, env=env, timeout=300)
+    gateway_bin = str(python.parent / "gateway")
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list:\n  - model_name: m\n"
+                      "    litellm_params: {model: openai/m, api_base: http://127.0.0.1:9}\n")
+
+    for switch in ("True", "1"):  # the seed's value, and the plugin's other spelling of "on"
+        seed = {**env, "USE_AWS_KMS": switch, "LITELLM_SECRET_AWS_KMS_DATABASE_URL": "AQICAHexample"}
+        proc = subprocess.run([gateway_bin, "--config", str(config), "--host", "127.0.0.1", "--port", "0"],
+                              cwd=tmp_path, env=seed, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (f"gateway: error: USE_AWS_KMS={switch} needs plugin 'aws_kms', which is not "
+                                       "installed; install it with: pip install gateway-plugin-aws-kms")
+    assert not (tmp_path / "gateway.db").exists()
+
+    # Switched off, nothing is needed: the core alone starts (and has no plugin at all).
+    off = _run([gateway_bin, "plugins", "--config", str(config), "--json"], cwd=tmp_path,
+               env={**env, "USE_AWS_KMS": "False"}, timeout=60)
+    assert json.loads(off.stdout)["installed"] == []

@@ -38,6 +38,10 @@ KNOWN_DISTRIBUTIONS = {
     "size_limits": "gateway-plugin-size-limits",
     "slack_alerting": "gateway-plugin-slack-alerting",
 }
+#: Environment switches of first-party plugins. When the plugin is absent its `is_switched_on`
+#: cannot be asked, so the core knows these itself: the switch then stops start-up, naming the
+#: distribution, instead of being silently ignored (an encrypted DATABASE_URL must not fall back).
+KNOWN_ENV_SWITCHES = {"USE_AWS_KMS": "aws_kms"}
 log = logging.getLogger("gateway.plugins")
 
 
@@ -139,6 +143,11 @@ def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) 
         if isinstance(cls, type) and issubclass(cls, Plugin) and cls.switched_on_by:
             if cls.is_switched_on(flat, os.environ):
                 names[name] = "setting " + "/".join(cls.switched_on_by)
+    for setting, name in KNOWN_ENV_SWITCHES.items():
+        value = os.environ.get(setting, "")
+        if name not in eps and name not in disabled and value.strip().lower() in ("true", "1"):
+            raise PluginError(f"{setting}={value} needs plugin {name!r}, which is not installed; "
+                              f"install it with: pip install {_distribution_name(name)}")
     return names
 
 
@@ -170,10 +179,13 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.slots: dict[str, PluginSlot] = {}
         self.eps: dict[str, EntryPoint] = {}
+        self.raw_config: dict[str, Any] = {}
 
     def discover(self, raw_config: Mapping[str, Any]) -> None:
-        """Load the classes of the enabled plugins (no instances yet)."""
+        """Load the classes of the enabled plugins (no instances yet); keep the raw config for
+        `prepare_environment`, which may rewrite it in place."""
         self.eps = installed_entry_points()
+        self.raw_config = raw_config  # type: ignore[assignment]
         natives = {
             e["name"]: e for e in _list(raw_config.get("plugins")) if isinstance(e, dict) and "name" in e
         }
@@ -206,7 +218,9 @@ class PluginHost:
         """Run `prepare_environment` of the enabled plugins before the config is read.
 
         It runs before any plugin is built, so a plugin declares it as a staticmethod or
-        classmethod."""
+        classmethod. Arguments go by name, as pluggy passes them: an impl takes any of
+        `environ` (os.environ) and `config` (the raw config given to `discover`)."""
+        offered = {"environ": os.environ, "config": self.raw_config}
         for slot in self.ordered():
             raw = inspect.getattr_static(slot.cls, "prepare_environment", None)
             fn = getattr(slot.cls, "prepare_environment", None)
@@ -217,8 +231,9 @@ class PluginHost:
                 raise PluginError(
                     f"plugin {slot.name!r}: prepare_environment must be a staticmethod or classmethod"
                 )
+            wanted = inspect.signature(fn).parameters
             try:
-                fn(os.environ)
+                fn(**{k: v for k, v in offered.items() if k in wanted})
             except Exception as exc:
                 raise PluginError(f"plugin {slot.name!r}: prepare_environment failed: {exc}") from None
 
