@@ -45,7 +45,7 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", choices=("uvicorn", "hypercorn"),
                    help="ASGI server (default $GATEWAY_SERVER or uvicorn: about twice hypercorn's throughput here)")
     p.add_argument("--detailed_debug", "--detailed-debug", action="store_true", dest="detailed_debug",
-                   help="debug logs, including each request sent upstream (provider keys masked)")
+                   help="debug logs, including each request sent upstream (credentials masked, bodies cut at 2 KiB)")
     p.add_argument("--version", action="version", version=f"gateway {gateway.__version__}")
     return p
 
@@ -73,6 +73,7 @@ def serve(argv: Sequence[str]) -> int:
     if workers < 1:
         return _fail("--num_workers must be at least 1")
     server = args.server or settings.env.server
+    os.environ.pop("GATEWAY_SUPERVISOR_PID", None)  # set again below for the workers of a supervisor only
     print(f"gateway {gateway.__version__} serving on http://{host}:{port} with {workers} worker(s) ({server})",
           file=sys.stderr)
     return (_run_uvicorn if server == "uvicorn" else _run_hypercorn)(host, port, workers)
@@ -87,9 +88,15 @@ def _run_uvicorn(host: str, port: int, workers: int) -> int:
     # handlers in place that re-raise returns here, so a clean SIGTERM/SIGINT stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run("gateway.core.asgi:app", host=host, port=port, workers=workers if workers > 1 else None,
-                loop="auto", http="auto", lifespan="on", access_log=False, log_config=None,
-                timeout_keep_alive=75, timeout_graceful_shutdown=30, server_header=False)
+    options: dict[str, Any] = dict(host=host, port=port, loop="auto", http="auto", lifespan="on", access_log=False,
+                                   log_config=None, timeout_keep_alive=75, timeout_graceful_shutdown=30,
+                                   server_header=False)
+    if workers > 1:  # workers that die with the supervisor, which closes its socket before they drain
+        from gateway.core.supervisor import run_uvicorn_workers
+
+        run_uvicorn_workers("gateway.core.asgi:app", workers, **options)
+    else:
+        uvicorn.run("gateway.core.asgi:app", **options)
     return 0
 
 
@@ -105,6 +112,10 @@ def _run_hypercorn(host: str, port: int, workers: int) -> int:
     config.errorlog = "-"
     config.keep_alive_timeout = 75
     config.graceful_timeout = 30
+    if workers > 1:  # workers that die with the supervisor and drain on SIGTERM, every one of them
+        from gateway.core.supervisor import run_hypercorn_workers
+
+        return run_hypercorn_workers(config, workers)
     return run(config) or 0
 
 

@@ -19,6 +19,7 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
+from gateway.core.logsafe import capped_body, safe_headers
 from gateway.core.providers.deployment import Deployment
 from gateway.core.providers.urls import safe_url
 from gateway.errors import UpstreamConnectionError, UpstreamTimeoutError
@@ -138,13 +139,6 @@ def build_request(dep: Deployment, call_type: str, body: dict[str, Any]) -> tupl
     return url, headers, orjson.dumps(body)
 
 
-def mask_secret(value: str) -> str:
-    """Enough of a secret to recognise it in a debug log, never enough to use it."""
-    if value.lower().startswith("bearer "):
-        return "Bearer " + mask_secret(value[7:])
-    return value[:4] + "*" * 12 if len(value) > 8 else "*" * 8
-
-
 class SessionReply:
     """An upstream reply on an aiohttp session, read whole or streamed; closing frees the connection."""
 
@@ -201,10 +195,9 @@ class SessionPool:
 
 
 def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
-    if log.isEnabledFor(logging.DEBUG):
-        shown = {k: (mask_secret(v) if k in ("authorization", "api-key") else v) for k, v in headers.items()}
-        log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", safe_url(url), shown,
-                  content.decode(errors="replace"))
+    if log.isEnabledFor(logging.DEBUG):  # credential-bearing headers masked, the body capped
+        log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", safe_url(url),
+                  safe_headers(headers), capped_body(content))
 
 
 async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:

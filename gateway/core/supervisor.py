@@ -1,0 +1,126 @@
+"""`--num_workers N`: workers that stop with their supervisor, and a supervisor that stops taking
+connections as soon as it is told to stop.
+
+The supervisor binds the socket and hands a copy to each spawned worker.
+- Killed with SIGKILL, it used to leave its workers serving and holding the port ("Address already
+  in use" on restart). Each worker now asks the kernel for a SIGTERM when its parent dies (Linux
+  `prctl(PR_SET_PDEATHSIG)`), and a thread also checks the parent pid once a second (any OS, and the
+  moment between spawn and prctl). SIGTERM is the worker's graceful stop: calls in flight finish and
+  queued spend rows are written.
+- On SIGTERM, uvicorn's supervisor kept its copy of the listening socket open while the workers
+  drained: the kernel went on accepting connections that no worker would serve, and reset them when
+  the supervisor exited. Ours closes its copy first, so new connections are refused once the workers
+  have closed theirs, and every connection accepted is served.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+SUPERVISOR_ENV = "GATEWAY_SUPERVISOR_PID"  # set by the CLI for its workers; absent with one process
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCH_INTERVAL_S = 1.0
+
+
+def run_uvicorn_workers(app: str, workers: int, **options: Any) -> None:
+    """`uvicorn.run(app, workers=workers, **options)`, with a supervisor that closes its socket first."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:  # called once, when the supervisor stops
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # spawned workers inherit it
+    config = uvicorn.Config(app, workers=workers, **options)
+    sock = config.bind_socket()
+    kwargs: dict[str, Any] = {"sockets": [sock]}
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn releases before the healthchecks
+        kwargs["target"] = uvicorn.Server(config).run
+    Supervisor(config, **kwargs).run()
+
+
+def run_hypercorn_workers(config: Any, workers: int) -> int:
+    """hypercorn's workers under a supervisor of ours. hypercorn's own kept its sockets while the
+    workers drained, and sent SIGTERM (no handler there: an abrupt kill) to a worker still draining
+    once another had finished. Returns 0, or the first non-zero exit code of a worker."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("spawn")
+    sockets = config.create_sockets()
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    stops = [ctx.Event() for _ in range(workers)]  # one each: a worker can be stopped alone
+    procs = [ctx.Process(target=_hypercorn_worker, args=(config, sockets, stop)) for stop in stops]
+
+    def stop_all(*_: Any) -> None:
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            sock.close()  # new connections are refused once the workers close their copies too
+        for stop in stops:
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_all)
+    for proc in procs:
+        proc.start()
+    running = list(procs)
+    while running:
+        for sentinel in wait([p.sentinel for p in running]):
+            proc = next(p for p in running if p.sentinel == sentinel)
+            proc.join()
+            running.remove(proc)
+            if not stops[procs.index(proc)].is_set():  # a worker ended on its own: stop the others
+                stop_all()
+    return next((p.exitcode for p in procs if p.exitcode), 0)
+
+
+def _hypercorn_worker(config: Any, sockets: Any, stop: Any) -> None:
+    """One hypercorn worker: SIGTERM is a graceful stop (drain, then the app's shutdown); SIGINT is
+    the supervisor's to handle (a terminal's Ctrl-C reaches every process of the group)."""
+    from hypercorn.asyncio.run import asyncio_worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    asyncio_worker(config, sockets, shutdown_event=stop)
+
+
+def die_with_supervisor() -> None:
+    """In a worker the CLI started: SIGTERM ourselves (the graceful stop) when the supervisor dies."""
+    raw = os.environ.get(SUPERVISOR_ENV, "")
+    if not raw.isdigit() or int(raw) == os.getpid():
+        return
+    if sys.platform.startswith("linux"):
+        set_parent_death_signal(signal.SIGTERM)
+    watch_parent(int(raw))
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Linux: the kernel sends `sig` to this process when the thread that forked it exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def watch_parent(parent: int, interval: float = WATCH_INTERVAL_S) -> threading.Thread:
+    """A daemon thread that sends SIGTERM to this process once its parent is no longer `parent`
+    (an orphan is adopted by init or a subreaper, so its parent pid changes)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="gateway-parent-watch", daemon=True)
+    thread.start()
+    return thread
