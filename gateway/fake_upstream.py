@@ -63,6 +63,12 @@ class FakeUpstream:
       proxy in front of a model server answers.
     - `reply_chunks`: a fixed reply streamed as exactly these pieces, one chunk each (a JSON reply
       is their concatenation); for text split mid-word across chunks. Wins over `reply`.
+    - `chunk_interval`: seconds to wait between streamed content chunks (a slow upstream).
+    - `endless`: True to stream the reply's pieces over and over, forever: no finish chunk, no
+      usage, no `[DONE]` (with `chunk_interval`, an upstream that trickles forever). It ends when
+      its reader goes away or the server stops.
+    - `stream_error_after`: after N streamed chunks, send an SSE `error` event (`fail_next`'s
+      default message and type) and end the stream, as an upstream failing mid-stream does.
     """
 
     delay: float = 0.0
@@ -71,6 +77,9 @@ class FakeUpstream:
     reply: str | None = None
     reply_chunks: list[str] | None = None
     basic_auth: tuple[str, str] | None = None
+    chunk_interval: float = 0.0
+    endless: bool = False
+    stream_error_after: int | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
     port: int = 0
@@ -93,6 +102,7 @@ class FakeUpstream:
     def start(self) -> "FakeUpstream":
         from aiohttp import web
 
+        self._stopping = False
         self._thread = LoopThread("fake-upstream")
         app = web.Application()
         for prefix in ("/v1", "", "/openai/deployments/{deployment}"):
@@ -112,6 +122,7 @@ class FakeUpstream:
         return self
 
     def stop(self) -> None:
+        self._stopping = True  # ends endless streams, so that the server can shut down
         if hasattr(self, "_runner"):
             self._thread.run(self._runner.cleanup())
             self._thread.close()
@@ -195,24 +206,41 @@ class FakeUpstream:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         obj = "chat.completion.chunk" if chat else "text_completion"
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            payload = {"id": ident, "object": obj, "created": created, "model": model, "choices": choices, **extra}
+            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
         pieces = self.reply_chunks
         if pieces is None:  # word by word, each with its leading space
             pieces = [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))]
-        for i, piece in enumerate(pieces):
-            if self.break_stream_after is not None and i >= self.break_stream_after:
-                request.transport.close()  # the upstream dies mid-stream
-                return resp
-            choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
-                      else {"index": 0, "text": piece, "finish_reason": None})
-            await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created,
-                                                     "model": model, "choices": [choice]}).encode() + b"\n\n")
-        last = ({"index": 0, "delta": {}, "finish_reason": "stop"} if chat
-                else {"index": 0, "text": "", "finish_reason": "stop"})
-        await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created, "model": model,
-                                                 "choices": [last]}).encode() + b"\n\n")
-        if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(b"data: " + json.dumps({"id": ident, "object": obj, "created": created,
-                                                     "model": model, "choices": [], "usage": usage}).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
+        sent = 0
+        try:
+            while True:
+                for piece in pieces:
+                    if self.break_stream_after is not None and sent >= self.break_stream_after:
+                        request.transport.close()  # the upstream dies mid-stream
+                        return resp
+                    if self.stream_error_after is not None and sent >= self.stream_error_after:
+                        await resp.write(b"data: " + json.dumps({"error": {
+                            "message": "upstream exploded", "type": "server_error"}}).encode() + b"\n\n")
+                        await resp.write_eof()
+                        return resp
+                    if self.chunk_interval and sent:
+                        await asyncio.sleep(self.chunk_interval)
+                    if self._stopping:
+                        return resp
+                    await resp.write(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
+                                            else {"index": 0, "text": piece, "finish_reason": None}]))
+                    sent += 1
+                if not self.endless:
+                    break
+            await resp.write(event([{"index": 0, "delta": {}, "finish_reason": "stop"} if chat
+                                    else {"index": 0, "text": "", "finish_reason": "stop"}]))
+            if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
+                await resp.write(event([], usage=usage))
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except ConnectionResetError:  # the reader (the gateway) went away mid-stream
+            pass
         return resp

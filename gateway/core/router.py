@@ -16,7 +16,7 @@ import orjson
 
 from gateway.context import AlertEvent
 from gateway.core.providers import fake, openai_compatible
-from gateway.core.providers.deployment import Deployment, DeploymentError, resolve
+from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
 from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.router")
@@ -53,9 +53,10 @@ class Router:
 
     def __init__(self, settings: Any) -> None:
         default_timeout = settings.file.router_settings.timeout or settings.file.litellm_settings.get("request_timeout") or 600.0
+        stream_total = settings.file.router_settings.stream_total_timeout or DEFAULT_STREAM_TOTAL_TIMEOUT
         self.groups: dict[str, list[Deployment]] = {}
         for i, entry in enumerate(settings.file.model_list):
-            dep = resolve(i, entry, float(default_timeout))
+            dep = resolve(i, entry, float(default_timeout), stream_total)
             self.groups.setdefault(dep.model_name, []).append(dep)
         self.num_retries = settings.num_retries
         cooldown = settings.file.router_settings.cooldown_time

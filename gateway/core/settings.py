@@ -60,6 +60,7 @@ class LiteLLMParams(BaseModel):
     extra_headers: dict[str, str] | None = None
 
 
+    stream_total_timeout: float | None = Field(None, gt=0)
 class ModelEntry(BaseModel):
     """One deployment of a model group; several entries may share a `model_name`."""
 
@@ -98,6 +99,7 @@ class ConfigFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    stream_total_timeout: float | None = Field(None, gt=0)
     model_list: list[ModelEntry] = Field(default_factory=list)
     litellm_settings: dict[str, Any] = Field(default_factory=dict)
     general_settings: dict[str, Any] = Field(default_factory=dict)

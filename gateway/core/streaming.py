@@ -4,15 +4,25 @@ Chunks are passed through as the upstream sent them unless a `stream_chunk` plug
 them. `post_response` sees the assembled reply at the end; a plugin with `buffers_stream` makes the
 gateway hold every byte until that verdict. A failure or block after bytes left ends the stream with
 an SSE error event (the OpenAI SDKs raise it as an APIError).
+
+Time limits: the deployment's `stream_timeout` bounds each wait for the upstream's next bytes (the
+transport's read timeout); `stream_total_timeout` bounds the whole stream, checked whenever bytes
+arrive, so a stream lasts at most `stream_total_timeout` + `stream_timeout`.
+
+A stream that fails before the upstream's usage chunk (the client left, the upstream broke or was
+too slow) is billed on an estimate of what was sent and received: every chunk is parsed and
+assembled anyway, so counting costs nothing per chunk, only one estimate at the end.
 """
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any, AsyncIterator
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamConnectionError
+from gateway.core.spend.record import estimate_usage
+from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
 
 DONE = b"data: [DONE]\n\n"
 
@@ -21,10 +31,17 @@ def error_event(err: GatewayError) -> bytes:
     return b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
 
 
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a byte stream into SSE `data` payloads (multi-line data joined, comments skipped)."""
+class PastDeadline(Exception):
+    """Bytes arrived after the stream's total deadline."""
+
+
+async def sse_events(chunks: AsyncIterator[bytes], deadline: float = float("inf")) -> AsyncIterator[bytes]:
+    """Split a byte stream into SSE `data` payloads (multi-line data joined, comments skipped).
+    Raises PastDeadline when bytes (comments too) arrive after `deadline` (`time.monotonic()`)."""
     buffer = b""
     async for chunk in chunks:
+        if monotonic() > deadline:
+            raise PastDeadline
         buffer += chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
@@ -49,6 +66,7 @@ class Assembler:
         self.first: dict[str, Any] | None = None
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] | None = None
+        self.usage_estimated = False
 
     def add(self, chunk: dict[str, Any]) -> None:
         if self.first is None:
@@ -82,6 +100,11 @@ class Assembler:
     @property
     def finished(self) -> bool:
         return any(c["finish_reason"] for c in self.choices.values())
+
+    def estimate_usage(self, body: dict[str, Any]) -> None:
+        """No usage came: estimate it from the request's text and the text received so far."""
+        self.usage = estimate_usage(body, self.result())
+        self.usage_estimated = True
 
     def result(self) -> dict[str, Any]:
         first = self.first or {}
@@ -119,8 +142,9 @@ async def relay(
     assembler = Assembler(chat)
     held: list[bytes] = []
     status, error = "failure", None
+    limit = ctx.deployment.stream_total_timeout
     try:
-        async for data in sse_events(reply.iter_bytes()):
+        async for data in sse_events(reply.iter_bytes(), monotonic() + limit):
             if data == b"[DONE]":
                 if judge:
                     await dispatcher.run_chain("post_response", ctx, response=assembler.result())
@@ -170,10 +194,19 @@ async def relay(
             yield out
         yield DONE
         status = "success"
-    except GatewayError as exc:
-        error = exc
+    except (GatewayError, PastDeadline) as exc:
+        error = exc if isinstance(exc, GatewayError) else past_deadline(ctx.deployment, limit)
         status = "blocked" if ctx.blocked_by else "failure"
-        yield error_event(exc)
+        yield error_event(error)
     finally:
         await reply.close()
+        if status == "failure" and assembler.usage is None:
+            assembler.estimate_usage(ctx.body)  # bill what was sent and received
         finish(status, error, assembler)
+
+
+def past_deadline(dep: Any, limit: float) -> UpstreamTimeoutError:
+    return UpstreamTimeoutError(
+        f"{dep.provider_display}Exception - Stream exceeded stream_total_timeout ({limit:g} s) calling "
+        f"deployment {dep.model_name} ({dep.provider} at {dep.display_base})"
+    )

@@ -35,6 +35,9 @@ OPENAI_COMPATIBLE: dict[str, tuple[str | None, str | None]] = {
 DISPLAY_NAMES = {"openai": "OpenAI", "azure": "Azure", "fake": "Fake", "text-completion-openai": "OpenAI"}
 SUPPORTED_PROVIDERS = sorted([*OPENAI_COMPATIBLE, "fake"])
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+# A stream may last an hour unless configured otherwise: long enough for any honest generation,
+# short enough that a stream trickling forever is cut.
+DEFAULT_STREAM_TOTAL_TIMEOUT = 3600.0
 
 
 class DeploymentError(ValueError):
@@ -53,7 +56,8 @@ class Deployment:
     api_key: str | None = field(repr=False)
     api_version: str | None
     timeout: float
-    stream_timeout: float
+    stream_timeout: float  # the longest wait for the upstream's next bytes (its first included)
+    stream_total_timeout: float  # the longest a stream may last
     weight: float
     input_cost_per_token: float | None
     output_cost_per_token: float | None
@@ -82,7 +86,8 @@ class Deployment:
                 "model": self.upstream_model, "api_base": self.display_base}
 
 
-def resolve(index: int, entry: Any, default_timeout: float) -> Deployment:
+def resolve(index: int, entry: Any, default_timeout: float,
+            default_stream_total: float = DEFAULT_STREAM_TOTAL_TIMEOUT) -> Deployment:
     """Turn a validated `ModelEntry` into a Deployment, or raise DeploymentError naming the key."""
     params = entry.litellm_params
     where = f"model_list.{index}.litellm_params.model"
@@ -131,6 +136,7 @@ def resolve(index: int, entry: Any, default_timeout: float) -> Deployment:
         api_version=api_version,
         timeout=timeout,
         stream_timeout=params.stream_timeout or timeout,
+        stream_total_timeout=params.stream_total_timeout or default_stream_total,
         weight=float(params.weight if params.weight is not None else (params.rpm or 1)),
         input_cost_per_token=params.input_cost_per_token,
         output_cost_per_token=params.output_cost_per_token,

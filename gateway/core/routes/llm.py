@@ -154,7 +154,8 @@ def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool
         result = assembler.result() if assembler.first is not None else None
         # No error but not a success: the client went away mid-stream (nginx's 499).
         http_status = 200 if status == "success" else (error.status if error else 499)
-        finish(gw, ctx, status, http_status, response=result, usage=assembler.usage, error=error)
+        finish(gw, ctx, status, http_status, response=result, usage=assembler.usage, error=error,
+               estimated=assembler.usage_estimated)
         gw.access_log.stream_finished(ctx, http_status)
 
     events = streaming.relay(ctx, reply, gw.dispatcher, chat=ctx.call_type == "acompletion",

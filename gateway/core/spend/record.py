@@ -77,6 +77,26 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+def completion_text(response: dict[str, Any] | None) -> str:
+    """The text a reply carries: its choices' content or text, and their tool calls."""
+    parts: list[str] = []
+    for choice in (response or {}).get("choices") or ():
+        message = choice.get("message") or {}
+        parts.append(str(message.get("content") or choice.get("text") or ""))
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            parts.append(str(fn.get("name") or "") + str(fn.get("arguments") or ""))
+    return "".join(parts)
+
+
+def estimate_usage(body: dict[str, Any], response: dict[str, Any] | None) -> dict[str, int]:
+    """Usage when the upstream gave none: about four characters a token, of the request's text
+    (what was sent) and of the reply's text (what was received)."""
+    prompt = estimate_tokens("\n".join(iter_request_text(body)))
+    completion = estimate_tokens(completion_text(response))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
 def _to_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
@@ -88,19 +108,16 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) 
     response = outcome.response if isinstance(outcome.response, dict) else None
     if usage is None and outcome.status == "success":
         # The upstream gave no usage (some streams): estimate from the text, and say so.
-        completion_text = ""
-        for choice in (response or {}).get("choices") or ():
-            completion_text += str((choice.get("message") or {}).get("content") or choice.get("text") or "")
-        prompt = estimate_tokens("\n".join(iter_request_text(ctx.body)))
-        completion = estimate_tokens(completion_text)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage = estimate_usage(ctx.body, response)
         estimated = True
     usage = usage or {}
     prompt_tokens = int(usage.get("prompt_tokens") or 0)
     completion_tokens = int(usage.get("completion_tokens") or 0)
     total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
     dep = ctx.deployment
-    spend = prices.cost(dep, usage) if outcome.status == "success" else 0.0
+    # A failure is billed for the usage it reports: a stream cut short reports what was sent and
+    # received (estimated); other failures report none. A blocked call is not billed.
+    spend = prices.cost(dep, usage) if outcome.status in ("success", "failure") else 0.0
     api_key = principal.api_key or (master_key_hash if principal.is_admin else None)
     request_id = (response or {}).get("id") if isinstance((response or {}).get("id"), str) else None
     metadata = {
