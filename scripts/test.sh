@@ -6,7 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
-uv sync --quiet --all-packages --locked
+uv sync --quiet --all-packages --all-groups --locked
+# The browser tests drive Debian's chromium with Playwright (never `playwright install`, which
+# downloads browsers from outside). CI runs as root on Debian; elsewhere install it yourself.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: /usr/bin/chromium is missing: run 'apt-get install chromium' as root; browser tests skip" \
+         "(and fail when CI is set)" >&2
+  fi
+fi
 uv run --no-sync pytest "$@"
 echo "== database tests on PostgreSQL =="
 GATEWAY_TEST_DATABASE_URL="${GATEWAY_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}" \

@@ -21,9 +21,12 @@ LLM_ROUTES = frozenset(
       for path in ("chat/completions", "completions", "embeddings")),
 })
 
+# Public only with `general_settings.enable_public_model_hub: true`; admin only otherwise.
+MODEL_HUB_ROUTES = frozenset({"/model_hub", "/public/model_hub"})
+
 GROUPS: dict[str, frozenset[str]] = {
     "public_routes": frozenset({"/", "/health/liveliness", "/health/liveness", "/health/readiness", "/routes",
-                                "/metrics", "/openapi.json", "/docs", "/redoc", "/model_hub"}),
+                                "/metrics", "/openapi.json", "/docs", "/redoc", "/docs-assets/{name}"}),
     "openai_routes": LLM_ROUTES,
     "info_routes": frozenset({"/key/info", "/team/info", "/user/info",
                               "/model/info", "/v1/model/info", "/model_group/info", "/health"}),
@@ -40,6 +43,12 @@ GROUPS: dict[str, frozenset[str]] = {
                                         "/spend/calculate", "/global/spend/logs"}),
 }
 GROUP_PREFIXES = ("LiteLLMRoutes.", "GatewayRoutes.")
+
+
+def hub_is_public(general: dict[str, Any]) -> bool:
+    """`general_settings.enable_public_model_hub`: true (or "true" through `os.environ/...`)."""
+    value = general.get("enable_public_model_hub")
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
 
 
 class RouteConfigError(ValueError):
@@ -79,7 +88,7 @@ class RouteSet:
         return bool(self.plain or self.templates)
 
 
-def expand(setting: str, value: Any) -> list[str]:
+def expand(setting: str, value: Any, groups: dict[str, frozenset[str]] = GROUPS) -> list[str]:
     """A route list from the config, with group names expanded; unknown groups are an error."""
     if value is None:
         return []
@@ -92,23 +101,29 @@ def expand(setting: str, value: Any) -> list[str]:
             out.append(item if item.startswith("/") else "/" + item)
             continue
         group = item[len(prefix):]
-        if group not in GROUPS:
+        if group not in groups:
             raise RouteConfigError(
                 f"general_settings.{setting}: unknown route group {item!r}; known: "
-                + ", ".join(f"{prefix}{g}" for g in sorted(GROUPS))
+                + ", ".join(f"{prefix}{g}" for g in sorted(groups))
             )
-        out.extend(sorted(GROUPS[group]))
+        out.extend(sorted(groups[group]))
     return out
 
 
 class AccessPolicy:
     """The route rules of one gateway, built once from `general_settings`."""
 
-    def __init__(self, general: dict[str, Any]) -> None:
-        self.public = RouteSet([*GROUPS["public_routes"], *expand("public_routes", general.get("public_routes"))])
-        self.admin_only = RouteSet(expand("admin_only_routes", general.get("admin_only_routes")))
+    def __init__(self, general: dict[str, Any], extra_public: Iterable[str] = ()) -> None:
+        """`extra_public`: routes public in this gateway only (the docs pages moved by DOCS_URL /
+        REDOC_URL), which join the public group wherever a route list names it."""
+        public = GROUPS["public_routes"] | frozenset(extra_public)
+        if hub_is_public(general):  # the hub joins the public group
+            public |= MODEL_HUB_ROUTES
+        groups = {**GROUPS, "public_routes": public}
+        self.public = RouteSet([*groups["public_routes"], *expand("public_routes", general.get("public_routes"), groups)])
+        self.admin_only = RouteSet(expand("admin_only_routes", general.get("admin_only_routes"), groups))
         allowed = general.get("allowed_routes")
-        self.allowed = RouteSet(expand("allowed_routes", allowed)) if allowed is not None else None
+        self.allowed = RouteSet(expand("allowed_routes", allowed, groups)) if allowed is not None else None
         self.llm = RouteSet(LLM_ROUTES)
         self.info = RouteSet(GROUPS["info_routes"])
         self.spend = RouteSet(GROUPS["spend_tracking_routes"])

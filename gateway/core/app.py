@@ -30,7 +30,8 @@ from gateway.core.router import Router
 from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
 from gateway.core.management import audit, end_users, keys, teams, users
-from gateway.core.routes import health, info, llm
+from gateway.core.openapi import DocsConfig, OpenAPIDocument
+from gateway.core.routes import docs, health, info, llm, model_hub
 from gateway.core.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -53,7 +54,9 @@ class Gateway:
         self.started_at = time.time()
         self.readiness_checks: dict[str, Callable[[], Awaitable[Any]]] = {}
         self.access_log = AccessLog()
-        self.access = AccessPolicy(settings.file.general_settings)
+        self.docs = DocsConfig(settings.env)
+        self.access = AccessPolicy(settings.file.general_settings, extra_public=self.docs.public_routes())
+        self.openapi: OpenAPIDocument = None  # type: ignore[assignment]  # set once the routes are mounted
         self.enforced_params = enforced_params(settings.file.general_settings.get("enforced_params"))
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.holds_streams = False
@@ -129,6 +132,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(keys.bp)
     app.register_blueprint(spend_routes.bp)
     app.register_blueprint(teams.bp)
+    app.register_blueprint(model_hub.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(end_users.bp)
     app.register_blueprint(audit.bp)
@@ -139,6 +143,8 @@ def create_app(settings: Settings) -> Quart:
 
     policy = gw.access
     access_log = gw.access_log
+    app.register_blueprint(docs.blueprint(gw.docs))
+    gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)
     directory = gw.directory
 
     @app.before_request

@@ -19,7 +19,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from pydantic import BaseModel, Field
 from quart import Blueprint, current_app, request
+from quart_schema import document_querystring, document_response, tag_blueprint
 from tortoise.exceptions import ValidationError
 
 from gateway.core.storable import clean_text, storable
@@ -94,9 +96,36 @@ class DeadLetters:
 
 
 bp = Blueprint("dead_letters", __name__)
+tag_blueprint(bp, ["Dead letters"])
+
+
+class LettersQuery(BaseModel):
+    source: str | None = Field(None, description="spend or audit")
+    page: int | None = Field(None, ge=1)
+    page_size: int | None = Field(None, ge=1, le=1000, description="default 50")
+
+
+class Letter(BaseModel):
+    id: int
+    created_at: str
+    source: str
+    ref: str | None
+    outcome: str = Field(description="repaired (stored after making it storable) or dropped")
+    reason: str
+    payload: str = Field(description="The value as JSON text, raw keys masked, cut to 16384 characters")
+
+
+class LettersPage(BaseModel):
+    dead_letters: list[Letter]
+    total: int
+    page: int
+    page_size: int
+    since_start: dict[str, dict[str, int]] = Field(description="source -> outcome -> count, this process")
 
 
 @bp.get("/dead_letters")
+@document_querystring(LettersQuery)
+@document_response(LettersPage)
 async def list_dead_letters() -> Any:
     """The newest letters first; `source` filters (spend, audit); `page`, `page_size`."""
     from gateway.core.db.models import DeadLetter

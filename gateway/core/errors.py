@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, Field, ValidationError
 from quart import Response, g, request
+from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from gateway.errors import GatewayError
@@ -24,6 +26,19 @@ HTTP_TYPES = {
 }
 
 
+class ErrorBody(BaseModel):
+    message: str
+    type: str = Field(examples=["bad_request_error"])
+    param: str | None = None
+    code: str = Field(description="The HTTP status, as a string", examples=["400"])
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error, from any route or plugin; the HTTP status is `error.code`."""
+
+    error: ErrorBody
+
+
 def error_response(err: GatewayError, request_id: str | None = None) -> Response:
     headers = dict(err.headers)
     if request_id:
@@ -37,6 +52,21 @@ def install(app: Any) -> None:
     @app.errorhandler(GatewayError)
     async def on_gateway_error(err: GatewayError) -> Response:
         return error_response(err, getattr(g, "request_id", None))
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def on_schema_error(err: RequestSchemaValidationError) -> Response:
+        """A body, query string or headers refused by a quart-schema `validate_*` decorator (plugin
+        routes may use them): the envelope naming the first field at fault, never quart's HTML."""
+        cause = err.validation_error
+        field = None
+        if isinstance(cause, ValidationError) and cause.errors():
+            first = cause.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            message = f"Invalid value for {field}: {first['msg']}" if field else first["msg"]
+        else:
+            message = f"Invalid request: {cause}"
+        gerr = GatewayError(message, status=400, type="bad_request_error", param=field)
+        return error_response(gerr, getattr(g, "request_id", None))
 
     @app.errorhandler(HTTPException)
     async def on_http_error(err: HTTPException) -> Response:

@@ -39,6 +39,14 @@ class Environment(BaseSettings):
     log_level: str = Field("INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LITELLM_LOG"))
     http_transport: Literal["aiohttp", "httpx-aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
 
+    # The API docs (LiteLLM's variables): branding, which routes are listed, where the pages live.
+    docs_title: str | None = Field(None, validation_alias="DOCS_TITLE")
+    docs_description: str | None = Field(None, validation_alias="DOCS_DESCRIPTION")
+    docs_filtered: bool = Field(False, validation_alias="DOCS_FILTERED")
+    no_docs: bool = Field(False, validation_alias="NO_DOCS")
+    no_redoc: bool = Field(False, validation_alias="NO_REDOC")
+    docs_url: str | None = Field(None, validation_alias="DOCS_URL")
+    redoc_url: str | None = Field(None, validation_alias="REDOC_URL")
 
 class LiteLLMParams(BaseModel):
     """Where and how to call one deployment."""

@@ -11,7 +11,9 @@ import re
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
+from pydantic import BaseModel, Field
 from quart import Blueprint, request
+from quart_schema import document_querystring, document_response, tag_blueprint
 
 from gateway.builtins.audit_store import row_dict
 from gateway.core.db.models import AuditLog
@@ -19,11 +21,46 @@ from gateway.core.management.common import TABLE, require_admin
 from gateway.errors import BadRequestError
 
 bp = Blueprint("audit", __name__)
+tag_blueprint(bp, ["Audit"])
 
 ACTIONS = ("created", "updated", "deleted", "blocked", "unblocked", "regenerated")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+class AuditQuery(BaseModel):
+    object_id: str | None = None
+    table_name: str | None = Field(None, description=", ".join(TABLE.values()))
+    action: str | None = Field(None, description=", ".join(ACTIONS))
+    changed_by: str | None = None
+    start_date: str | None = Field(None, description="YYYY-MM-DD or ISO 8601 (UTC without an offset)")
+    end_date: str | None = Field(None, description="A bare date includes that whole day")
+    page: int | None = Field(None, ge=1)
+    page_size: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE, description=f"default {DEFAULT_PAGE_SIZE}")
+
+
+class AuditRow(BaseModel):
+    id: str
+    updated_at: str | None
+    changed_by: str | None
+    changed_by_api_key: str | None
+    action: str
+    table_name: str
+    object_id: str
+    before_value: Any
+    updated_values: Any
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    """Audit rows, newest first; each row's `hash` chains it to the one before."""
+
+    audit_logs: list[AuditRow]
+    total: int
+    page: int
+    page_size: int
 
 
 def _when(name: str, value: str) -> tuple[datetime, bool]:
@@ -52,7 +89,10 @@ def _whole(name: str, value: str | None, default: int, low: int, high: int | Non
 
 
 @bp.get("/audit")
+@document_querystring(AuditQuery)
+@document_response(AuditPage)
 async def list_audit() -> Any:
+    """The audit log (admin), newest first, filtered and paginated."""
     require_admin()
     args = request.args
     page = _whole("page", args.get("page"), 1, 1, None)

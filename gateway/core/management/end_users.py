@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 from quart import Blueprint, request
+from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
 
 from gateway.core.db.models import EndUser
@@ -17,6 +18,7 @@ from gateway.core.management.common import changes_from, iso, next_reset, read_b
 from gateway.errors import BadRequestError, NotFoundError
 
 bp = Blueprint("end_users", __name__)
+tag_blueprint(bp, ["End users"])
 
 PREFIXES = ("/customer", "/end_user")
 EDITABLE = ("alias", "max_budget", "budget_duration", "spend", "blocked", "metadata")
@@ -57,6 +59,40 @@ class IdsBody(BaseModel):
     user_ids: list[EndUserId] = Field(min_length=1)
 
 
+class EndUserInfo(BaseModel):
+    user_id: str
+    alias: str | None
+    spend: float
+    max_budget: float | None
+    budget_duration: str | None
+    budget_reset_at: str | None
+    blocked: bool
+    metadata: dict[str, Any]
+    created_at: str | None
+    updated_at: str | None
+
+
+class EndUserList(RootModel[list[EndUserInfo]]):
+    """End users, oldest first."""
+
+
+class EndUserQuery(BaseModel):
+    end_user_id: str | None = Field(None, description="The end user (`user_id` is accepted too)")
+    user_id: str | None = None
+
+
+class DeletedEndUsers(BaseModel):
+    deleted_customers: list[str]
+
+
+class BlockedEndUsers(BaseModel):
+    blocked_users: list[str]
+
+
+class UnblockedEndUsers(BaseModel):
+    unblocked_users: list[str]
+
+
 def end_user_info(e: EndUser) -> dict[str, Any]:
     return {
         "user_id": e.user_id, "alias": e.alias, "spend": e.spend, "max_budget": e.max_budget,
@@ -84,7 +120,10 @@ def _routes(suffix: str, method: str = "POST", extra: tuple[str, ...] = ()) -> A
 
 
 @_routes("/new")
+@document_request(NewBody)
+@document_response(EndUserInfo)
 async def new() -> Any:
+    """Create an end user (admin): a budget for one `user` of the LLM calls."""
     require_admin()
     body, _ = await read_body(NewBody)
     fields = {f: getattr(body, f) for f in EDITABLE if getattr(body, f, None) is not None}
@@ -104,7 +143,10 @@ async def new() -> Any:
 
 
 @_routes("/info", method="GET")
+@document_querystring(EndUserQuery)
+@document_response(EndUserInfo)
 async def info() -> Any:
+    """An end user's record (admin)."""
     require_admin()
     user_id = request.args.get("end_user_id") or request.args.get("user_id")
     if not user_id:
@@ -115,7 +157,10 @@ async def info() -> Any:
 
 
 @_routes("/update")
+@document_request(UpdateBody)
+@document_response(EndUserInfo)
 async def update() -> Any:
+    """Change an end user (admin): only the fields sent change."""
     require_admin()
     body, sent = await read_body(UpdateBody)
     e = await find(body.user_id)
@@ -129,7 +174,10 @@ async def update() -> Any:
 
 
 @_routes("/delete")
+@document_request(IdsBody)
+@document_response(DeletedEndUsers)
 async def delete() -> Any:
+    """Delete end users (admin)."""
     require_admin()
     body, _ = await read_body(IdsBody)
     ids = list(dict.fromkeys(body.user_ids))
@@ -142,12 +190,16 @@ async def delete() -> Any:
 
 
 @_routes("/list", method="GET")
+@document_response(EndUserList)
 async def list_end_users() -> Any:
+    """Every end user (admin)."""
     require_admin()
     return [end_user_info(e) for e in await EndUser.all().order_by("created_at", "user_id")]
 
 
 @_routes("/block")
+@document_request(IdsBody)
+@document_response(BlockedEndUsers)
 async def block() -> Any:
     """Blocks the end users, creating those not seen before: their next call is refused."""
     require_admin()
@@ -166,7 +218,10 @@ async def block() -> Any:
 
 
 @_routes("/unblock", extra=("/user/unblock",))
+@document_request(IdsBody)
+@document_response(UnblockedEndUsers)
 async def unblock() -> Any:
+    """Unblock end users (admin); `/user/unblock` is the seed's name for it."""
     require_admin()
     body, _ = await read_body(IdsBody)
     ids = list(dict.fromkeys(body.user_ids))

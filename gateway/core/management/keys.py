@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g, request
+from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -26,6 +27,7 @@ from gateway.core.management.common import (
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("keys", __name__)
+tag_blueprint(bp, ["Keys"])
 
 EDITABLE = ("key_alias", "models", "max_budget", "budget_duration", "user_id", "team_id", "metadata",
             "permissions", "tpm_limit", "rpm_limit", "max_parallel_requests", "tags", "blocked", "spend")
@@ -68,6 +70,68 @@ class DeleteBody(BaseModel):
     key_aliases: list[str] | None = None
 
 
+class KeyInfo(BaseModel):
+    """A key as management calls show it: never the raw key (`token` is its sha256)."""
+
+    token: str
+    key_name: str
+    key_alias: str | None
+    spend: float
+    max_budget: float | None
+    budget_duration: str | None
+    budget_reset_at: str | None
+    expires: str | None
+    models: list[str]
+    user_id: str | None
+    team_id: str | None
+    metadata: dict[str, Any]
+    permissions: dict[str, Any]
+    tags: list[str]
+    tpm_limit: int | None
+    rpm_limit: int | None
+    max_parallel_requests: int | None
+    blocked: bool
+    created_by: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class NewKey(KeyInfo):
+    """The key's record plus the raw key, shown this once."""
+
+    key: str
+    duration: str | None = None
+
+
+class KeyInfoReply(BaseModel):
+    key: str
+    info: KeyInfo
+
+
+class KeyInfoQuery(BaseModel):
+    key: str | None = Field(None, description="The raw key or its hash; default: the caller's own key")
+
+
+class KeyListQuery(BaseModel):
+    page: int | None = Field(None, ge=1)
+    size: int | None = Field(None, ge=1, le=1000, description="Keys per page (default 100)")
+    user_id: str | None = None
+    team_id: str | None = None
+    key_alias: str | None = None
+    return_full_object: bool | None = Field(None, description="true: whole records instead of hashes")
+
+
+class KeyList(BaseModel):
+    keys: list[str | KeyInfo]
+    total_count: int
+    current_page: int
+    total_pages: int
+
+
+class DeletedKeys(BaseModel):
+    deleted_keys: list[str]
+
+
 def key_info(k: Key) -> dict[str, Any]:
     """A key as management calls show it: everything but the raw key, which is never stored."""
     return {
@@ -105,7 +169,10 @@ async def _alias_free(alias: str | None, token: str | None = None) -> None:
 
 
 @bp.post("/key/generate")
+@document_request(GenerateBody)
+@document_response(NewKey)
 async def generate() -> Any:
+    """Create a virtual key (admin). The raw key is in the reply once, and never again."""
     require_admin()
     body, _ = await read_body(GenerateBody)
     _check_meta(body)
@@ -126,7 +193,10 @@ async def generate() -> Any:
 
 
 @bp.post("/key/update")
+@document_request(UpdateBody)
+@document_response(KeyInfo)
 async def update() -> Any:
+    """Change a key (admin): only the fields sent change; a null puts the default back."""
     require_admin()
     body, sent = await read_body(UpdateBody)
     _check_meta(body)
@@ -165,17 +235,26 @@ async def _set_blocked(blocked: bool) -> Any:
 
 
 @bp.post("/key/block")
+@document_request(KeyRef)
+@document_response(KeyInfo)
 async def block() -> Any:
+    """Block a key (admin): its calls are refused at once."""
     return await _set_blocked(True)
 
 
 @bp.post("/key/unblock")
+@document_request(KeyRef)
+@document_response(KeyInfo)
 async def unblock() -> Any:
+    """Unblock a key (admin)."""
     return await _set_blocked(False)
 
 
 @bp.post("/key/delete")
+@document_request(DeleteBody)
+@document_response(DeletedKeys)
 async def delete() -> Any:
+    """Delete keys by raw key, hash or alias (admin)."""
     require_admin()
     body, _ = await read_body(DeleteBody)
     refs = list(body.keys or [])
@@ -199,6 +278,8 @@ async def delete() -> Any:
 
 @bp.post("/key/regenerate")
 @bp.post("/key/<path:ref>/regenerate")
+@document_request(KeyRef)
+@document_response(NewKey)
 async def regenerate(ref: str | None = None) -> Any:
     """A new raw key for the same record; the old one fails at once."""
     require_admin()
@@ -220,7 +301,10 @@ async def regenerate(ref: str | None = None) -> Any:
 
 
 @bp.get("/key/info")
+@document_querystring(KeyInfoQuery)
+@document_response(KeyInfoReply)
 async def info() -> Any:
+    """A key's record; a non-admin key may read only itself."""
     ref = request.args.get("key")
     principal = g.principal
     if ref is None:
@@ -237,7 +321,10 @@ async def info() -> Any:
 
 
 @bp.get("/key/list")
+@document_querystring(KeyListQuery)
+@document_response(KeyList)
 async def list_keys() -> Any:
+    """Keys, oldest first, paginated (admin): hashes, or whole records with return_full_object."""
     require_admin()
     args = request.args
     page, size = page_args("size", 100)

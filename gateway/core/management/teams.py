@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from quart import Blueprint, current_app, g, request
+from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -21,10 +22,11 @@ from gateway.core.management.common import (
     record_change,
     require_admin,
 )
-from gateway.core.management.keys import key_info
+from gateway.core.management.keys import KeyInfo, key_info
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("teams", __name__)
+tag_blueprint(bp, ["Teams"])
 
 EDITABLE = ("team_alias", "admins", "members", "members_with_roles", "metadata", "tpm_limit", "rpm_limit",
             "max_budget", "budget_duration", "models", "blocked", "spend")
@@ -94,6 +96,48 @@ class MemberDeleteBody(BaseModel):
     user_id: str = Field(min_length=1)
 
 
+class TeamInfo(BaseModel):
+    team_id: str
+    team_alias: str | None
+    admins: list[str]
+    members: list[str]
+    members_with_roles: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    tpm_limit: int | None
+    rpm_limit: int | None
+    max_budget: float | None
+    budget_duration: str | None
+    budget_reset_at: str | None
+    models: list[str]
+    blocked: bool
+    spend: float
+    created_at: str | None
+    updated_at: str | None
+
+
+class TeamList(RootModel[list[TeamInfo]]):
+    """Teams, oldest first."""
+
+
+class TeamInfoReply(BaseModel):
+    team_id: str
+    team_info: TeamInfo
+    keys: list[KeyInfo]
+
+
+class TeamInfoQuery(BaseModel):
+    team_id: str | None = Field(None, description="Default for a non-admin key: its own team")
+
+
+class TeamListQuery(BaseModel):
+    user_id: str | None = Field(None, description="Only the teams this user belongs to")
+
+
+class DeletedTeams(BaseModel):
+    deleted_teams: list[str]
+    deleted_keys: list[str]
+
+
 def team_info(t: Team) -> dict[str, Any]:
     return {
         "team_id": t.team_id, "team_alias": t.team_alias, "admins": t.admins, "members": t.members,
@@ -133,7 +177,10 @@ async def sync_user_teams(team_id: str, before: set[str], after: set[str]) -> No
 
 
 @bp.post("/team/new")
+@document_request(NewBody)
+@document_response(TeamInfo)
 async def new() -> Any:
+    """Create a team (admin); the caller joins it as an admin member."""
     require_admin()
     body, _ = await read_body(NewBody)
     team_id = body.team_id or str(uuid.uuid4())
@@ -160,7 +207,10 @@ async def new() -> Any:
 
 
 @bp.post("/team/update")
+@document_request(UpdateBody)
+@document_response(TeamInfo)
 async def update() -> Any:
+    """Change a team (admin): only the fields sent change."""
     require_admin()
     body, sent = await read_body(UpdateBody)
     t = await find(body.team_id)
@@ -189,16 +239,24 @@ async def _set_blocked(blocked: bool) -> Any:
 
 
 @bp.post("/team/block")
+@document_request(TeamRef)
+@document_response(TeamInfo)
 async def block() -> Any:
+    """Block a team (admin): every key in it is refused at once."""
     return await _set_blocked(True)
 
 
 @bp.post("/team/unblock")
+@document_request(TeamRef)
+@document_response(TeamInfo)
 async def unblock() -> Any:
+    """Unblock a team (admin)."""
     return await _set_blocked(False)
 
 
 @bp.post("/team/delete")
+@document_request(DeleteBody)
+@document_response(DeletedTeams)
 async def delete() -> Any:
     """Deletes the teams and every key in them (each key gets its own audit row)."""
     require_admin()
@@ -223,6 +281,8 @@ async def delete() -> Any:
 
 
 @bp.get("/team/info")
+@document_querystring(TeamInfoQuery)
+@document_response(TeamInfoReply)
 async def info() -> Any:
     """The team and its keys (never a raw key). A non-admin key may read its own team only."""
     principal = g.principal
@@ -239,6 +299,8 @@ async def info() -> Any:
 
 
 @bp.get("/team/list")
+@document_querystring(TeamListQuery)
+@document_response(TeamList)
 async def list_teams() -> Any:
     """Every team (optionally only those `?user_id=` belongs to), oldest first."""
     require_admin()
@@ -250,7 +312,10 @@ async def list_teams() -> Any:
 
 
 @bp.post("/team/member_add")
+@document_request(MemberAddBody)
+@document_response(TeamInfo)
 async def member_add() -> Any:
+    """Add one member or a list of members to a team (admin)."""
     require_admin()
     body, _ = await read_body(MemberAddBody)
     t = await find(body.team_id)
@@ -273,7 +338,10 @@ async def member_add() -> Any:
 
 
 @bp.post("/team/member_delete")
+@document_request(MemberDeleteBody)
+@document_response(TeamInfo)
 async def member_delete() -> Any:
+    """Take a user out of a team (admin)."""
     require_admin()
     body, _ = await read_body(MemberDeleteBody)
     t = await find(body.team_id)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app, g, request
+from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -26,11 +27,12 @@ from gateway.core.management.common import (
     record_change,
     require_admin,
 )
-from gateway.core.management.keys import _alias_free, key_info
-from gateway.core.management.teams import team_info
+from gateway.core.management.keys import KeyInfo, _alias_free, key_info
+from gateway.core.management.teams import TeamInfo, team_info
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("users", __name__)
+tag_blueprint(bp, ["Users"])
 
 Role = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"]
 
@@ -72,6 +74,64 @@ class DeleteBody(BaseModel):
     user_ids: list[str] = Field(min_length=1)
 
 
+class UserInfo(BaseModel):
+    user_id: str
+    user_alias: str | None
+    user_email: str | None
+    user_role: str
+    teams: list[str]
+    models: list[str]
+    max_budget: float | None
+    spend: float
+    budget_duration: str | None
+    budget_reset_at: str | None
+    metadata: dict[str, Any]
+    tpm_limit: int | None
+    rpm_limit: int | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class NewUser(UserInfo):
+    """The user; with `auto_create_key` (the default), also their first key, shown this once."""
+
+    key: str | None = None
+    token: str | None = None
+    key_name: str | None = None
+    key_alias: str | None = None
+    expires: str | None = None
+
+
+class UserInfoReply(BaseModel):
+    user_id: str
+    user_info: UserInfo
+    keys: list[KeyInfo]
+    teams: list[TeamInfo]
+
+
+class UserInfoQuery(BaseModel):
+    user_id: str | None = Field(None, description="Default for a non-admin key: its own user")
+
+
+class UserListQuery(BaseModel):
+    page: int | None = Field(None, ge=1)
+    page_size: int | None = Field(None, ge=1, le=1000, description="Users per page (default 25)")
+    role: Role | None = None
+
+
+class UserList(BaseModel):
+    users: list[UserInfo]
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+
+
+class DeletedUsers(BaseModel):
+    deleted_users: list[str]
+    deleted_keys: list[str]
+
+
 def user_info(u: User) -> dict[str, Any]:
     return {
         "user_id": u.user_id, "user_alias": u.user_alias, "user_email": u.user_email, "user_role": u.user_role,
@@ -94,7 +154,10 @@ def _exists(user_id: str) -> BadRequestError:
 
 
 @bp.post("/user/new")
+@document_request(NewBody)
+@document_response(NewUser)
 async def new() -> Any:
+    """Create an internal user (admin), with a first key unless auto_create_key is false."""
     require_admin()
     body, _ = await read_body(NewBody)
     user_id = body.user_id or str(uuid.uuid4())
@@ -127,7 +190,10 @@ async def new() -> Any:
 
 
 @bp.post("/user/update")
+@document_request(UpdateBody)
+@document_response(UserInfo)
 async def update() -> Any:
+    """Change a user (admin): only the fields sent change."""
     require_admin()
     body, sent = await read_body(UpdateBody)
     u = await find(body.user_id)
@@ -141,6 +207,8 @@ async def update() -> Any:
 
 
 @bp.post("/user/delete")
+@document_request(DeleteBody)
+@document_response(DeletedUsers)
 async def delete() -> Any:
     """Deletes the users and their keys, and takes them out of their teams."""
     require_admin()
@@ -170,6 +238,8 @@ async def delete() -> Any:
 
 
 @bp.get("/user/info")
+@document_querystring(UserInfoQuery)
+@document_response(UserInfoReply)
 async def info() -> Any:
     """The user, their keys (never a raw key) and their teams. A non-admin key may read its own user."""
     principal = g.principal
@@ -186,7 +256,10 @@ async def info() -> Any:
 
 
 @bp.get("/user/list")
+@document_querystring(UserListQuery)
+@document_response(UserList)
 async def list_users() -> Any:
+    """Users, oldest first, paginated (admin)."""
     require_admin()
     args = request.args
     page, size = page_args("page_size", 25)

@@ -11,13 +11,17 @@ from typing import Any
 
 import orjson
 from quart import Blueprint, Response, current_app, g, request
+from quart_schema import document_request, document_response, tag_blueprint
 
 from gateway.context import Outcome, RequestContext
 from gateway.core import enforced_params, streaming
 from gateway.core.errors import error_response
+from gateway.core.openapi import document_stream
+from gateway.core.routes import openai_schema as oa
 from gateway.errors import BadRequestError, GatewayError
 
 bp = Blueprint("llm", __name__)
+tag_blueprint(bp, ["OpenAI"])
 
 # Request fields the gateway consumes; never sent upstream.
 GATEWAY_FIELDS = ("metadata", "tags")
@@ -167,15 +171,26 @@ def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool
     return resp
 
 
+@document_request(oa.ChatCompletionRequest)
+@document_response(oa.ChatCompletion)
+@document_stream(oa.ChatCompletionChunk)
 async def chat_completions(model: str | None = None) -> Response:
+    """Create a chat completion (OpenAI's API; `stream: true` for server-sent events)."""
     return await handle("acompletion", model)
 
 
+@document_request(oa.CompletionRequest)
+@document_response(oa.Completion)
+@document_stream(oa.Completion)
 async def completions(model: str | None = None) -> Response:
+    """Create a text completion (OpenAI's legacy completions API)."""
     return await handle("atext_completion", model)
 
 
+@document_request(oa.EmbeddingRequest)
+@document_response(oa.CreateEmbeddingResponse)
 async def embeddings(model: str | None = None) -> Response:
+    """Create embeddings (OpenAI's API)."""
     return await handle("aembedding", model)
 
 
@@ -204,7 +219,9 @@ def visible_models(gw: Any, principal: Any) -> list[str]:
 
 @bp.get("/models")
 @bp.get("/v1/models")
+@document_response(oa.ModelList)
 async def list_models() -> Any:
+    """The model groups this key may call (OpenAI's list models)."""
     gw = current_app.gateway
     created = int(gw.started_at)
     return {"object": "list", "data": [_model_card(n, created) for n in visible_models(gw, g.principal)]}
@@ -212,7 +229,9 @@ async def list_models() -> Any:
 
 @bp.get("/models/<path:model>")
 @bp.get("/v1/models/<path:model>")
+@document_response(oa.Model)
 async def get_model(model: str) -> Any:
+    """One model group, if this key may call it (OpenAI's retrieve model)."""
     gw = current_app.gateway
     if model not in visible_models(gw, g.principal):
         raise GatewayError(f"The model '{model}' does not exist", status=404, type="not_found_error", param="model")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -24,6 +24,11 @@ class Price:
     output_cost_per_token: float
     mode: str = "chat"
     max_tokens: int | None = None
+    # What the model hub shows; absent from the table means unknown (see prices.json "limits_source").
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    supports_function_calling: bool | None = None
+    supports_vision: bool | None = None
 
 
 class PriceTable:
@@ -69,8 +74,8 @@ class PriceTable:
                             deployment.provider, deployment.upstream_model, deployment.id)
             return listed
         base = listed or Price(0.0, 0.0)
-        return Price(inp if inp is not None else base.input_cost_per_token,
-                     out if out is not None else base.output_cost_per_token, base.mode, base.max_tokens)
+        return replace(base, input_cost_per_token=inp if inp is not None else base.input_cost_per_token,
+                       output_cost_per_token=out if out is not None else base.output_cost_per_token)
 
     def cost(self, deployment: Any, usage: dict[str, Any] | None) -> float:
         """prompt_tokens x input price + completion_tokens x output price (embeddings: input only)."""

@@ -9,7 +9,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from quart import Blueprint, current_app, g, request
+from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from pypika_tortoise.functions import Date as PypikaDate
 from pypika_tortoise.terms import AtTimezone
 from tortoise import connections
@@ -22,7 +24,112 @@ from gateway.core.spend.record import estimate_tokens
 from gateway.errors import BadRequestError, PermissionDeniedError
 
 bp = Blueprint("spend", __name__)
+tag_blueprint(bp, ["Spend"])
 MAX_ROWS = 10_000
+DATE = "A day, e.g. 2024-06-30 (UTC)"
+
+
+class SpendLogsQuery(BaseModel):
+    request_id: str | None = None
+    api_key: str | None = Field(None, description="A raw key or its hash")
+    user_id: str | None = None
+    start_date: str | None = Field(None, description=DATE + "; with end_date: daily totals")
+    end_date: str | None = Field(None, description=DATE + "; with start_date: daily totals")
+    limit: int | None = Field(None, ge=1, le=MAX_ROWS, description="Rows, newest first (default 1000)")
+
+
+class SpendLogRow(BaseModel):
+    """One LLM call: success, failure or block. `api_key` is the key's hash, never the key."""
+
+    request_id: str
+    call_type: str
+    api_key: str | None
+    spend: float
+    total_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    startTime: str
+    endTime: str
+    model: str
+    model_group: str | None
+    api_base: str | None
+    user: str | None
+    end_user: str | None
+    team_id: str | None
+    request_tags: list[str]
+    metadata: dict[str, Any]
+    status: str
+
+
+class DailySpend(BaseModel):
+    """One day (UTC): total spend and calls, and the spend per model and per user."""
+
+    startTime: str
+    spend: float
+    log_count: int
+    models: dict[str, float]
+    users: dict[str, float]
+
+
+class SpendLogsReply(RootModel[list[SpendLogRow] | list[DailySpend]]):
+    """Rows, newest first; or, with start_date and end_date, daily totals."""
+
+
+class DateRange(BaseModel):
+    start_date: str | None = Field(None, description=DATE)
+    end_date: str | None = Field(None, description=DATE)
+
+
+class TagSpend(BaseModel):
+    individual_request_tag: str
+    log_count: int
+    total_spend: float
+
+
+class TagSpendList(RootModel[list[TagSpend]]):
+    """Per tag, highest spend first."""
+
+
+class KeySpend(BaseModel):
+    token: str
+    key_name: str
+    key_alias: str | None
+    spend: float
+    max_budget: float | None
+    user_id: str | None
+    team_id: str | None
+
+
+class KeySpendList(RootModel[list[KeySpend]]):
+    """Keys, highest spend first (a non-admin key: itself)."""
+
+
+class UserSpendQuery(BaseModel):
+    user_id: str | None = None
+
+
+class UserSpend(BaseModel):
+    user_id: str
+    spend: float
+    max_budget: float | None
+
+
+class UserSpendList(RootModel[list[UserSpend]]):
+    """Users, highest spend first (a non-admin key: its own user)."""
+
+
+class CalculateBody(BaseModel):
+    """`{model, messages}` (prompt only, estimated) or `{completion_response}` (its usage)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, examples=["gpt-4"])
+    messages: list[dict[str, Any]] | None = None
+    completion_response: dict[str, Any] | None = None
+
+
+class Cost(BaseModel):
+    cost: float = Field(description="USD")
 
 
 def parse_day(name: str) -> date | None:
@@ -65,7 +172,10 @@ def own_scope() -> str | None:
 
 
 @bp.get("/spend/logs")
+@document_querystring(SpendLogsQuery)
+@document_response(SpendLogsReply)
 async def spend_logs() -> Any:
+    """Spend logs; a non-admin key sees only its own calls."""
     args = request.args
     query = SpendLog.all()
     scope = own_scope()
@@ -147,6 +257,8 @@ def _per_day(rows: Any) -> list[dict[str, Any]]:
 
 
 @bp.get("/spend/tags")
+@document_querystring(DateRange)
+@document_response(TagSpendList)
 async def spend_tags() -> Any:
     """Per tag: calls and spend, highest first. Admins read the daily roll-up; a key its own rows."""
     start, end = parse_day("start_date"), parse_day("end_date")
@@ -197,7 +309,9 @@ def _tag_list(rows: Any) -> list[dict[str, Any]]:
 
 
 @bp.get("/spend/keys")
+@document_response(KeySpendList)
 async def spend_keys() -> Any:
+    """Spend per key."""
     scope = own_scope()
     query = Key.all() if scope is None else Key.filter(token=scope)
     rows = await query.order_by("-spend").limit(MAX_ROWS)
@@ -206,7 +320,10 @@ async def spend_keys() -> Any:
 
 
 @bp.get("/spend/users")
+@document_querystring(UserSpendQuery)
+@document_response(UserSpendList)
 async def spend_users() -> Any:
+    """Spend per internal user."""
     principal = g.principal
     query = User.all()
     if not principal.is_admin:
@@ -220,6 +337,8 @@ async def spend_users() -> Any:
 
 
 @bp.post("/spend/calculate")
+@document_request(CalculateBody)
+@document_response(Cost)
 async def spend_calculate() -> Any:
     """The cost of a call: `{model, messages}` (prompt only, estimated) or `{completion_response}`."""
     raw = await request.get_data(cache=False)

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from gateway import BadRequestError, GuardrailUnavailableError, Plugin, PluginConfig, hookimpl
 
@@ -163,6 +163,22 @@ class Recorder(Plugin):
         @bp.get("/probe/recorded")
         async def recorded():
             return {"finished": self.finished, "events": self.events, "alerts": self.alerts}
+
+        from quart_schema import document_response, validate_request
+
+        class EchoBody(BaseModel):
+            text: str
+            times: int = Field(1, ge=1, le=10)
+
+        class Echo(BaseModel):
+            echo: str
+
+        @bp.post("/probe/echo")
+        @validate_request(EchoBody)
+        @document_response(Echo)
+        async def echo(data: EchoBody):
+            """A plugin route described and validated with quart-schema (tests/test_openapi.py)."""
+            return {"echo": data.text * data.times}
 
         return [bp]
 
