@@ -38,7 +38,6 @@ class Environment(BaseSettings):
     detailed_debug: bool = Field(False, validation_alias="GATEWAY_DETAILED_DEBUG")
     log_level: str = Field("INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LITELLM_LOG"))
     http_transport: Literal["aiohttp", "httpx-aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
-
     # The API docs (LiteLLM's variables): branding, which routes are listed, where the pages live.
     docs_title: str | None = Field(None, validation_alias="DOCS_TITLE")
     docs_description: str | None = Field(None, validation_alias="DOCS_DESCRIPTION")
@@ -47,6 +46,7 @@ class Environment(BaseSettings):
     no_redoc: bool = Field(False, validation_alias="NO_REDOC")
     docs_url: str | None = Field(None, validation_alias="DOCS_URL")
     redoc_url: str | None = Field(None, validation_alias="REDOC_URL")
+
 
 class LiteLLMParams(BaseModel):
     """Where and how to call one deployment."""
@@ -59,6 +59,7 @@ class LiteLLMParams(BaseModel):
     api_version: str | None = None
     timeout: float | None = Field(None, gt=0)
     stream_timeout: float | None = Field(None, gt=0)
+    stream_total_timeout: float | None = Field(None, gt=0)
     rpm: int | None = Field(None, ge=0)
     tpm: int | None = Field(None, ge=0)
     weight: float | None = Field(None, ge=0)
@@ -68,7 +69,6 @@ class LiteLLMParams(BaseModel):
     extra_headers: dict[str, str] | None = None
 
 
-    stream_total_timeout: float | None = Field(None, gt=0)
 class ModelEntry(BaseModel):
     """One deployment of a model group; several entries may share a `model_name`."""
 
@@ -98,6 +98,7 @@ class RouterSettings(BaseModel):
 
     num_retries: int | None = Field(None, ge=0)
     timeout: float | None = Field(None, gt=0)
+    stream_total_timeout: float | None = Field(None, gt=0)
     cooldown_time: float | None = Field(None, ge=0)
     routing_strategy: str = "simple-shuffle"
 
@@ -107,7 +108,6 @@ class ConfigFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stream_total_timeout: float | None = Field(None, gt=0)
     model_list: list[ModelEntry] = Field(default_factory=list)
     litellm_settings: dict[str, Any] = Field(default_factory=dict)
     general_settings: dict[str, Any] = Field(default_factory=dict)
