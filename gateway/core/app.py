@@ -129,10 +129,10 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(llm.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(info.bp)
+    app.register_blueprint(model_hub.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(spend_routes.bp)
     app.register_blueprint(teams.bp)
-    app.register_blueprint(model_hub.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(end_users.bp)
     app.register_blueprint(audit.bp)
@@ -140,11 +140,11 @@ def create_app(settings: Settings) -> Quart:
     for blueprints in host.pm.hook.routes(gateway=gw):
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
+    app.register_blueprint(docs.blueprint(gw.docs))
+    gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)
 
     policy = gw.access
     access_log = gw.access_log
-    app.register_blueprint(docs.blueprint(gw.docs))
-    gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)
     directory = gw.directory
 
     @app.before_request
