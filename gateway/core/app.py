@@ -31,7 +31,7 @@ from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
 from gateway.core.management import audit, end_users, keys, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
-from gateway.core.routes import docs, health, info, llm, model_hub
+from gateway.core.routes import docs, health, info, llm, model_hub, model_info
 from gateway.core.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -130,6 +130,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(health.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(model_hub.bp)
+    app.register_blueprint(model_info.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(spend_routes.bp)
     app.register_blueprint(teams.bp)

@@ -1,0 +1,104 @@
+"""Nothing the docs promise is a 404: every route that README.md, docs/ and the plugins' READMEs
+name (a path in backticks, or after GET/POST in a code block) is served by the gateway, with the
+plugins those pages describe switched on. A doc that names a route the gateway does not serve fails
+here until the route exists or the doc stops naming it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("plugins/*/README.md"))]
+ADMIN = {"Authorization": "Bearer sk-1234"}
+
+# A route-looking path: `/a/b`, `/v1/chat/completions`, `/key/info?key=...`, `/engines/{model}/...`.
+PATH = r"(/(?:[A-Za-z0-9_.:*\-/]|\{[^}`\n]*\}|<[^>`\n]*>)*)"
+IN_BACKTICKS = re.compile(r"`(?:(?:GET|POST|PUT|PATCH|DELETE) )?" + PATH + r"(?:\?[^`]*)?`")
+AFTER_METHOD = re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) (?:https?://[^/\s]+)?" + PATH)
+# Paths in the docs that are not the gateway's routes (files, other services' APIs), each with why.
+NOT_ROUTES = {
+    "/analyze/prompt": "LLM Guard API's route (the guard's peer)",
+    "/analyze/output": "LLM Guard API's route",
+    "/scan/prompt": "LLM Guard API's route",
+    "/scan/output": "LLM Guard API's route",
+    "/moto-api/static/sagemaker/endpoint-results": "moto's route (the tests' SageMaker peer)",
+    "/v1/documents:moderateText": "Google's route",
+    "/v2/documents:moderateText": "Google's route",
+    "/api/chat": "Ollama's native route",
+    "/api/generate": "Ollama's native route",
+    "/api/embed": "Ollama's native route",
+    "/v1": "the prefix of the OpenAI routes (`with or without /v1`)",
+    "/x": "the example of an unknown route in the error table",
+    "/webhook/stats": "an example plugin's route in the hooks guide",
+}
+FILE_LIKE = re.compile(r"^/(etc|tmp|usr|var|home|work|path|relative|opt|srv|data|secrets|run)(/|$)|\.(ya?ml|txt|py|toml|sqlite3|db|pem|log)$")
+
+
+def named_routes() -> dict[str, str]:
+    """Each route-looking path the pages name -> the first page that names it."""
+    found: dict[str, str] = {}
+    for page in PAGES:
+        text = page.read_text()
+        for pattern in (IN_BACKTICKS, AFTER_METHOD):
+            for match in pattern.finditer(text):
+                raw = match.group(1)
+                path = raw.rstrip("/.:*") or "/"
+                if raw.endswith(("/...", "/*")):
+                    path = "prefix:" + path  # a family of routes: `/customer/*`, `/engines/{model}/...`
+                if FILE_LIKE.search(path) or path in NOT_ROUTES or path.startswith("//"):
+                    continue
+                found.setdefault(path, str(page.relative_to(REPO)))
+    return found
+
+
+def serves_prefix(app: Any, prefix: str) -> bool:
+    """Whether some registered route starts with `prefix` (placeholders in either compared alike)."""
+    norm = lambda p: re.sub(r"\{[^}]*\}|<[^>]*>", "<>", p)  # noqa: E731
+    return any(norm(rule.rule).startswith(norm(prefix)) for rule in app.url_map.iter_rules())
+
+
+def concrete(path: str) -> str:
+    """A template path with sample values: `/engines/{model}/chat/completions` -> a real URL."""
+    path = re.sub(r"\{[^}]*\}|<[^>]*>", "fake-gpt", path)
+    return path.replace("...", "x")
+
+
+def test_every_route_the_docs_name_is_served(gateway_server, tmp_path):
+    routes = named_routes()
+    assert len(routes) > 40, routes  # the scan itself works
+    gw = gateway_server({
+        "model_list": [{"model_name": "fake-gpt", "litellm_params": {"model": "fake/echo"}}],
+        "general_settings": {"enable_public_model_hub": True},
+        "litellm_settings": {"store_audit_logs": True},
+    })
+    missing: list[str] = []
+    # A new connection per request: hypercorn (the test server) can drop a kept-alive connection
+    # after answering a POST without reading its body (uvicorn, the production server, does not).
+    with httpx.Client(base_url=gw.url, headers={**ADMIN, "Connection": "close"}, timeout=30) as client:
+        for path, page in sorted(routes.items()):
+            if path.startswith("prefix:"):
+                if not serves_prefix(gw.app, path[7:]):
+                    missing.append(f"{path[7:]}/... (named in {page}; no route starts so)")
+                continue
+            url = concrete(path)
+            statuses = []
+            for method in ("GET", "POST"):
+                r = client.request(method, url, json={} if method == "POST" else None)
+                statuses.append(r.status_code)
+                if r.status_code != 405:
+                    break
+            if statuses[-1] == 404 and _route_missing(r):
+                missing.append(f"{path} (named in {page}; {'/'.join(map(str, statuses))})")
+    assert not missing, "routes the docs name but the gateway does not serve:\n" + "\n".join(missing)
+
+
+def _route_missing(r: httpx.Response) -> bool:
+    """A 404 for the route itself (`Route not found: ...`), not one about a record or a model."""
+    try:
+        return r.json()["error"]["message"].startswith("Route not found")
+    except (ValueError, KeyError, TypeError):
+        return True
