@@ -83,6 +83,14 @@ class GuardrailUnavailableError(GatewayError):
     type = "guardrail_unavailable"
 
 
+class ServiceUnavailableError(GatewayError):
+    """Something the gateway itself depends on (its database) did not answer in time; the call
+    can be retried. Says what was unavailable, never where it lives (no URL, no password)."""
+
+    status = 503
+    type = "service_unavailable"
+
+
 class UpstreamError(GatewayError):
     """The model provider answered with an error; status and type are the provider's."""
 

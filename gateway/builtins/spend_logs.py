@@ -2,7 +2,8 @@
 
 Every LLM call (success, failure, block) becomes a spend row for the batch writer; its cost is
 added at once to this worker's cached key, team, user and end-user spend, so budgets bite on the
-next request without a database read.
+next request without a database read. Then the call's budget reservation, if it took one, is
+released: the real cost replaces the estimate, and no call in between sees neither.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from gateway import Plugin, hookimpl
 from gateway.core.keys import hash_key
+from gateway.core.limits.budgets import settle
 from gateway.core.spend.pricing import PriceTable
 from gateway.core.spend.record import build_row
 from gateway.core.spend.writer import SpendWriter
@@ -46,12 +48,15 @@ class SpendLogs(Plugin):
 
     @hookimpl
     async def request_finished(self, ctx: Any, outcome: Any) -> None:
-        row = build_row(ctx, outcome, self.prices, self.master_hash)
-        self.writer.submit(row)
-        if row.spend:
-            cache = self.gateway.directory.cache
-            for kind, ident in (("key", row.api_key), ("team", row.team_id), ("user", row.user),
-                                ("end_user", row.end_user)):
-                record = cache.peek(kind, ident) if ident else None
-                if record is not None:
-                    record.spend = float(record.spend or 0.0) + row.spend
+        try:
+            row = build_row(ctx, outcome, self.prices, self.master_hash)
+            self.writer.submit(row)
+            if row.spend:
+                cache = self.gateway.directory.cache
+                for kind, ident in (("key", row.api_key), ("team", row.team_id), ("user", row.user),
+                                    ("end_user", row.end_user)):
+                    record = cache.peek(kind, ident) if ident else None
+                    if record is not None:
+                        record.spend = float(record.spend or 0.0) + row.spend
+        finally:
+            settle(ctx)

@@ -5,7 +5,8 @@ steady state), and refuses blocked or expired keys with the reference's messages
 `pre_request` enforces, on LLM calls only and whatever key is used: a blocked end user (the
 request's `user`, blocked through `/customer/block`), model access, and the key, team, user and
 end-user budgets; a refusal for budget raises a `budget_exceeded` alert (at most once a minute per
-entity).
+entity). A call admitted against any budget reserves its estimated cost on each until it ends
+(`gateway.core.limits.budgets`), so that concurrent calls cannot all spend the same headroom.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from gateway import (
     hookimpl,
 )
 from gateway.core.keys import hash_key
+from gateway.core.limits import Claim, LimitReached, Limits
+from gateway.core.limits.budgets import DEFAULT_MAX_TOKENS, DEFAULT_TTL_S, Estimator, positive_setting, remember
 
 ADMIN_ROLES = ("proxy_admin",)
 RESET_INTERVAL_S = 60.0
@@ -47,12 +50,24 @@ def effective_spend(record: Any, now: datetime) -> float:
     return float(record.spend or 0.0)
 
 
+def budget_exceeded(spend: float, max_budget: float) -> BudgetExceededError:
+    return BudgetExceededError(f"Budget has been exceeded! Current cost: {spend}, Max budget: {max_budget}")
+
+
 def check_budget(record: Any, now: datetime) -> None:
     if record is None or record.max_budget is None:
         return
     spend = effective_spend(record, now)
     if spend >= record.max_budget:
-        raise BudgetExceededError(f"Budget has been exceeded! Current cost: {spend}, Max budget: {record.max_budget}")
+        raise budget_exceeded(spend, record.max_budget)
+
+
+def identify(entity: str, record: Any) -> tuple[str, str]:
+    """(id, display name) of a key, team, user or end user record."""
+    if entity == "key":
+        return record.token, record.key_alias or record.key_name
+    ident = record.team_id if entity == "team" else record.user_id
+    return ident, ident
 
 
 def model_allowed(allowed: list[str], model: str) -> bool:
@@ -93,6 +108,13 @@ class VirtualKeys(Plugin):
         # Principals built from the cached records, rebuilt whenever any of those records is reloaded.
         self._principals: dict[str, tuple[Any, Any, Any, Principal]] = {}
         self._budget_alerted: dict[tuple[str, str], float] = {}  # (entity, id) -> monotonic time
+        general = gateway.settings.file.general_settings
+        # Budget reservations: counted in Redis when REDIS_URL is set (shared by every worker and
+        # instance), else in this process. `gateway.limits` is meant for rate limits too.
+        gateway.limits = Limits(gateway.redis)  # the process's RedisGuard (timeouts, breaker), or None
+        self.reservation_ttl = positive_setting(general, "budget_reservation_ttl_s", DEFAULT_TTL_S)
+        self.estimator = Estimator(gateway.router, gateway.prices,
+                                   int(positive_setting(general, "budget_default_max_tokens", DEFAULT_MAX_TOKENS)))
 
     @hookimpl
     async def startup(self, gateway: Any) -> None:
@@ -103,6 +125,7 @@ class VirtualKeys(Plugin):
         if self._resetter is not None:
             self._resetter.cancel()
             await asyncio.gather(self._resetter, return_exceptions=True)
+        await gateway.limits.close()
 
     async def _reset_loop(self, gateway: Any) -> None:
         interval = float(gateway.settings.file.general_settings.get("budget_reset_interval_s") or RESET_INTERVAL_S)
@@ -159,9 +182,12 @@ class VirtualKeys(Plugin):
     @hookimpl
     async def pre_request(self, ctx: Any) -> None:
         """LLM calls only: a blocked end user, then model access (key, then team), then budgets
-        (key, team, user, end user). The end user's record comes from the directory's cache."""
+        (key, team, user, end user), each refused once its spend reached its budget; then a
+        reservation against every budget at once. The end user's record comes from the
+        directory's cache. No budget set: nothing reserved, no Redis call."""
         principal = ctx.principal
         end_user = None
+        budgets: list[tuple[str, Any]] = []
         if ctx.end_user:
             if not isinstance(ctx.end_user, str):
                 raise BadRequestError("user must be a string", param="user")
@@ -178,9 +204,35 @@ class VirtualKeys(Plugin):
                         param="model",
                     )
             for entity, record in zip(("key", "team", "user"), principal.extra.get("records") or ()):
-                self._check_budget(ctx, entity, record, now)
-        if end_user is not None:
+                if record is not None and record.max_budget is not None:
+                    self._check_budget(ctx, entity, record, now)
+                    budgets.append((entity, record))
+        if end_user is not None and end_user.max_budget is not None:
             self._check_budget(ctx, "end_user", end_user, now)
+            budgets.append(("end_user", end_user))
+        if budgets:
+            await self._reserve(ctx, budgets, now)
+
+    async def _reserve(self, ctx: Any, budgets: list[tuple[str, Any]], now: datetime) -> None:
+        """Hold the call's estimated cost against every budget, or refuse if it would cross one
+        (a lone call is let through while its budget has headroom: see `limits.admits`)."""
+        amount = self.estimator.cost(ctx)
+        if amount <= 0:
+            return  # nothing to hold: a model with no known price
+        claims, owners = [], {}
+        for entity, record in budgets:
+            spend = effective_spend(record, now)
+            counter = f"budget:{entity}:{identify(entity, record)[0]}"
+            claims.append(Claim(counter, amount, float(record.max_budget), spend, self.reservation_ttl))
+            owners[counter] = (entity, record, spend)
+        try:
+            hold = await self.gateway.limits.acquire(claims)
+        except LimitReached as refused:
+            entity, record, spend = owners[refused.claim.counter]
+            self._budget_alert(ctx, entity, record, now)
+            # The cost so far includes what calls in flight hold against the budget.
+            raise budget_exceeded(round(spend + refused.held, 10), record.max_budget) from None
+        remember(ctx, hold)
 
     def _check_budget(self, ctx: Any, entity: str, record: Any, now: datetime) -> None:
         try:
@@ -191,12 +243,7 @@ class VirtualKeys(Plugin):
 
     def _budget_alert(self, ctx: Any, entity: str, record: Any, now: datetime) -> None:
         """A `budget_exceeded` alert, at most once per entity per `BUDGET_ALERT_INTERVAL_S`."""
-        if entity == "key":
-            ident, name = record.token, record.key_alias or record.key_name
-        elif entity == "team":
-            ident = name = record.team_id
-        else:
-            ident = name = record.user_id
+        ident, name = identify(entity, record)
         tick = time.monotonic()
         last = self._budget_alerted.get((entity, ident))
         if last is not None and tick - last < BUDGET_ALERT_INTERVAL_S:

@@ -22,8 +22,9 @@ from gateway.builtins.audit_store import AuditStore
 from gateway.builtins.spend_logs import SpendLogs
 from gateway.builtins.virtual_keys import VirtualKeys
 from gateway.core.access_log import AccessLog
-from gateway.core.db import Database
+from gateway.core.db import Database, Timeouts
 from gateway.core.identity import Directory, IdentityCache, Invalidator
+from gateway.core.redis_guard import RedisGuard
 from gateway.core.dispatch import Dispatcher
 from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
@@ -61,10 +62,12 @@ class Gateway:
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.holds_streams = False
         self.request_body_limit: int | None = None
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, Timeouts.from_settings(settings.file.general_settings))
         ttl = float(settings.file.general_settings.get("user_api_key_cache_ttl") or 60.0)
         cache = IdentityCache(ttl=ttl)
-        self.directory = Directory(cache, Invalidator(cache, self.db.url, settings.env.redis_url))
+        redis_url = settings.env.redis_url  # one guarded Redis client per process (timeouts, breaker)
+        self.redis = RedisGuard(redis_url, timeout_s=settings.env.redis_socket_timeout) if redis_url else None
+        self.directory = Directory(cache, Invalidator(cache, self.db.url, self.redis), self.db)
         self.readiness_checks["database"] = self.db.ping
         self.dead_letters = dead_letters.DeadLetters(
             keep=int(settings.file.general_settings.get("dead_letters_keep") or dead_letters.DEFAULT_KEEP))

@@ -86,6 +86,10 @@ def install(app: Any) -> None:
     @app.errorhandler(Exception)
     async def on_unexpected(err: Exception) -> Response:
         rid = getattr(g, "request_id", None)
+        db = getattr(getattr(app, "gateway", None), "db", None)
+        outage = db.unavailable(err) if db is not None else None  # the database did not answer: 503
+        if outage is not None:
+            return error_response(outage, rid)
         log.exception("request %s: unexpected error", rid)
         gerr = GatewayError(f"Internal server error (request id {rid})", status=500, type="internal_server_error")
         return error_response(gerr, rid)

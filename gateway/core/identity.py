@@ -16,13 +16,18 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from gateway.core.redis_guard import RedisGuard, RedisUnavailable
 
 log = logging.getLogger("gateway.identity")
 
 CHANNEL = "gateway:invalidate"
 KINDS = ("key", "team", "user", "end_user")
+MAX_BATCH = 500  # invalidations per Redis round trip
+MAX_QUEUED = 10_000  # invalidations waiting for Redis before they collapse into one "drop everything"
 
 
 class IdentityCache:
@@ -63,9 +68,16 @@ class IdentityCache:
 
 
 class Invalidator:
-    """Carries 'this record changed' to every worker and instance."""
+    """Carries 'this record changed' to every worker and instance.
 
-    def __init__(self, cache: IdentityCache, database_url: str, redis_url: str | None) -> None:
+    Every Redis call goes through the `RedisGuard` (timeouts, breaker). A management change is
+    published before its call returns while Redis answers; the spend writer's changes, and any
+    change while Redis is down, go to a background sender (batched, never waited for). What is
+    skipped while Redis is down is made good when it answers again: the sender asks every instance
+    to drop its whole cache (`*`), and a subscriber that lost its subscription drops its own cache
+    when it subscribes again (either may have missed evictions meanwhile)."""
+
+    def __init__(self, cache: IdentityCache, database_url: str, redis: RedisGuard | None) -> None:
         self.cache = cache
         digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
         if database_url.startswith("sqlite://") and ":memory:" not in database_url:
@@ -73,43 +85,99 @@ class Invalidator:
             self.path = db_path.with_name(db_path.name + ".invalidations")
         else:
             self.path = Path(tempfile.gettempdir()) / f"gateway-{digest}.invalidations"
-        self.redis_url = redis_url
+        self.redis = redis
         self._offset = 0
-        self._redis: Any = None
-        self._listener: asyncio.Task[None] | None = None
+        self._outbox: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._resync = False  # lines were skipped: every instance must drop its cache once Redis answers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch(exist_ok=True)
         self._offset = self.path.stat().st_size
-        if self.redis_url:
-            await self._start_redis()
+        if self.redis is not None:
+            pubsub = await self._subscribe(first=True)  # bounded by the guard's timeout
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._listen(pubsub)), loop.create_task(self._send())]
 
-    async def _start_redis(self) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    async def _subscribe(self, first: bool = False) -> Any:
+        """A pub/sub subscription to the channel, or None while Redis is unavailable."""
+        assert self.redis is not None
+        pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            await pubsub.subscribe(CHANNEL)
-        except Exception as exc:
-            log.error("Redis unreachable for cache invalidation (%s); other instances will see changes "
-                      "only after the cache TTL of %.0f s", type(exc).__name__, self.cache.ttl)
-            return
-        self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
+            await self.redis.call("subscription to cache invalidations", lambda: pubsub.subscribe(CHANNEL))
+        except RedisUnavailable:
+            await _quietly(pubsub.aclose())
+            return None
+        if not first:
+            self.cache.clear()  # evictions published while we were not subscribed are lost: drop everything
+        return pubsub
 
     async def _listen(self, pubsub: Any) -> None:
-        while True:
+        assert self.redis is not None
+        outages = self.redis.outages
+        while not self._closing:
+            if pubsub is None:
+                await asyncio.sleep(1.0 if self.redis.ready() else self.redis.retry_s)
+                if self.redis.ready():
+                    pubsub = await self._subscribe()
+                    outages = self.redis.outages
+                continue
             try:
                 message = await pubsub.get_message(timeout=1.0)
-                if message and message.get("type") == "message":
-                    self._apply(message["data"].decode())
             except asyncio.CancelledError:
-                await pubsub.aclose()
+                await _quietly(pubsub.aclose())
                 raise
             except Exception as exc:
-                log.warning("Redis invalidation listener error (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(1)
+                self.redis.failed("subscription to cache invalidations", exc)
+                message = None
+                outages = -1
+            if outages != self.redis.outages:  # an outage since we subscribed: messages may be lost
+                await _quietly(pubsub.aclose())
+                pubsub = None
+                continue
+            if message and message.get("type") == "message":
+                self._apply(message["data"].decode())
+
+    async def _send(self) -> None:
+        """Publish what `publish` queued, in order, one round trip per batch; never raises."""
+        assert self.redis is not None
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.redis.retry_s if self._resync else None)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        redis = self.redis
+        assert redis is not None
+        while self._outbox or self._resync:
+            if not redis.ready():
+                redis.skip("cache invalidation", len(self._outbox))
+                self._outbox.clear()
+                self._resync = True
+                return
+            changes = [self._outbox.popleft() for _ in range(min(len(self._outbox), MAX_BATCH))]
+            lines = ["*:", *changes] if self._resync else changes
+
+            async def send() -> None:
+                async with redis.client.pipeline(transaction=False) as pipe:
+                    for line in lines:
+                        pipe.publish(CHANNEL, line)
+                    await pipe.execute()
+
+            try:
+                await redis.call("cache invalidation", send, count=len(changes))
+            except RedisUnavailable:
+                self._resync = True
+                return
+            except Exception as exc:  # Redis answered with an error: nothing to retry
+                log.error("could not publish %d cache invalidation(s) to Redis (%s)", len(lines), type(exc).__name__)
+            self._resync = False
 
     def _apply(self, line: str) -> None:
         kind, _, ident = line.partition(":")
@@ -137,56 +205,108 @@ class Invalidator:
         for line in data.decode(errors="replace").splitlines():
             self._apply(line)
 
-    async def publish(self, kind: str, ident: str) -> None:
-        """Evict here, tell this machine's other workers, then the other instances."""
+    async def publish(self, kind: str, ident: str, wait: bool = True) -> None:
+        """Evict here, tell this machine's other workers, then the other instances: before returning
+        while Redis answers (`wait`, so that a management change is everywhere when its call returns),
+        else through the background sender (never waits)."""
         line = f"{kind}:{ident}"
         self._apply(line)
         with open(self.path, "ab") as f:  # our own line comes back through poll(): harmless
             f.write((line + "\n").encode())
-        if self._redis is not None:
+        if self.redis is None:
+            return
+        redis = self.redis
+        if wait and redis.ready():
             try:
-                await self._redis.publish(CHANNEL, line)
-            except Exception as exc:
+                await redis.call("cache invalidation", lambda: redis.client.publish(CHANNEL, line))
+            except RedisUnavailable:
+                self._resync = True  # the sender asks everyone to drop their cache once Redis is back
+                self._wake.set()
+            except Exception as exc:  # Redis answered with an error: nothing to retry
                 log.error("could not publish a cache invalidation to Redis (%s)", type(exc).__name__)
+        else:
+            if len(self._outbox) >= MAX_QUEUED:  # the sender is far behind: one "drop everything" instead
+                redis.skip("cache invalidation", len(self._outbox))
+                self._outbox.clear()
+                self._resync = True
+            self._outbox.append(line)
+            self._wake.set()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self._redis is not None:
-            await self._redis.aclose()
+        """Stop listening; send what is still queued (one bounded try), then close the client."""
+        # Cancel, and cancel again: on Python 3.11 a cancellation that lands as a Redis call's own
+        # timeout fires is taken for that timeout, and a loop would go on; `_closing` ends them too.
+        self._closing = True
+        self._wake.set()
+        pending = set(self._tasks)
+        for _ in range(5):
+            for task in pending:
+                task.cancel()
+            if not pending:
+                break
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning("cache invalidation: %d task(s) did not stop within 5 s", len(pending))
+        if self.redis is not None:
+            if self._outbox:
+                await _quietly(self._flush())
+            await _quietly(self.redis.close())
+
+
+async def _quietly(awaitable: Awaitable[Any], timeout_s: float = 5.0) -> None:
+    """Clean-up that must neither raise nor hang (closing a connection to a Redis that is away)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await awaitable
+    except Exception:
+        pass
 
 
 class Directory:
-    """Cached look-ups of keys, teams, users and end users, and change notification."""
+    """Cached look-ups of keys, teams, users and end users, and change notification.
 
-    def __init__(self, cache: IdentityCache, invalidator: Invalidator) -> None:
+    A look-up that misses the cache waits on the database at most `db.deadline_s` in all; a
+    database that does not answer makes it raise a 503 (`ServiceUnavailableError`), which is what
+    the caller gets: neither a 401 (the key may be fine) nor a 500."""
+
+    def __init__(self, cache: IdentityCache, invalidator: Invalidator, db: Any = None) -> None:
         self.cache = cache
         self.invalidator = invalidator
+        self.db = db
+
+    async def _load(self, query: Awaitable[Any]) -> Any:
+        if self.db is None:
+            return await query
+        try:
+            return await self.db.bounded(query)
+        except Exception as exc:
+            # Nothing but the database is awaited here: a timeout is the database's.
+            error = self.db.unavailable(exc, from_db=isinstance(exc, TimeoutError))
+            if error is None:
+                raise
+            raise error from exc
 
     async def key(self, token: str) -> Any:
         from gateway.core.db.models import Key
 
-        return await self.cache.get("key", token, lambda: Key.get_or_none(token=token))
+        return await self.cache.get("key", token, lambda: self._load(Key.get_or_none(token=token)))
 
     async def team(self, team_id: str) -> Any:
         from gateway.core.db.models import Team
 
-        return await self.cache.get("team", team_id, lambda: Team.get_or_none(team_id=team_id))
+        return await self.cache.get("team", team_id, lambda: self._load(Team.get_or_none(team_id=team_id)))
 
     async def user(self, user_id: str) -> Any:
         from gateway.core.db.models import User
 
-        return await self.cache.get("user", user_id, lambda: User.get_or_none(user_id=user_id))
+        return await self.cache.get("user", user_id, lambda: self._load(User.get_or_none(user_id=user_id)))
 
     async def end_user(self, user_id: str) -> Any:
         from gateway.core.db.models import EndUser
 
-        return await self.cache.get("end_user", user_id, lambda: EndUser.get_or_none(user_id=user_id))
+        return await self.cache.get("end_user", user_id, lambda: self._load(EndUser.get_or_none(user_id=user_id)))
 
-    async def changed(self, kind: str, ident: str) -> None:
-        """Call after every write: evicts the record on every worker and instance."""
-        await self.invalidator.publish(kind, ident)
+    async def changed(self, kind: str, ident: str, wait: bool = True) -> None:
+        """Call after every write: evicts the record on every worker and instance. `wait=False`
+        (the spend writer) never waits on Redis, not even the one timeout that opens its breaker."""
+        await self.invalidator.publish(kind, ident, wait)

@@ -31,6 +31,7 @@ class Environment(BaseSettings):
     )
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    redis_socket_timeout: float = Field(1.0, gt=0, validation_alias="REDIS_SOCKET_TIMEOUT")
     host: str = Field("0.0.0.0", validation_alias=AliasChoices("GATEWAY_HOST", "HOST"))
     port: int = Field(4000, validation_alias="PORT")
     num_workers: int = Field(1, validation_alias=AliasChoices("GATEWAY_NUM_WORKERS", "NUM_WORKERS"))

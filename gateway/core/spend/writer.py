@@ -292,7 +292,7 @@ class SpendWriter:
                                 ("end_user", row.end_user)):
                 if value and (kind, value) not in seen:
                     seen.add((kind, value))
-                    await self.directory.changed(kind, value)
+                    await self.directory.changed(kind, value, wait=False)  # never waits on Redis
 
     async def close(self, deadline_s: float = 30.0) -> None:
         """Flush everything (graceful shutdown); what cannot be written by the deadline is reported."""
