@@ -17,10 +17,11 @@ from quart_schema import document_querystring, document_response, tag_blueprint
 
 from gateway.builtins.audit_store import row_dict
 from gateway.core.db.models import AuditLog
-from gateway.core.management.common import TABLE, require_admin
+from gateway.core.management.common import MAX_PAGE, TABLE, check_query, require_admin
 from gateway.errors import BadRequestError
 
 bp = Blueprint("audit", __name__)
+bp.before_request(check_query)
 tag_blueprint(bp, ["Audit"])
 
 ACTIONS = ("created", "updated", "deleted", "blocked", "unblocked", "regenerated")
@@ -36,7 +37,7 @@ class AuditQuery(BaseModel):
     changed_by: str | None = None
     start_date: str | None = Field(None, description="YYYY-MM-DD or ISO 8601 (UTC without an offset)")
     end_date: str | None = Field(None, description="A bare date includes that whole day")
-    page: int | None = Field(None, ge=1)
+    page: int | None = Field(None, ge=1, le=MAX_PAGE)
     page_size: int | None = Field(None, ge=1, le=MAX_PAGE_SIZE, description=f"default {DEFAULT_PAGE_SIZE}")
 
 
@@ -95,7 +96,7 @@ async def list_audit() -> Any:
     """The audit log (admin), newest first, filtered and paginated."""
     require_admin()
     args = request.args
-    page = _whole("page", args.get("page"), 1, 1, None)
+    page = _whole("page", args.get("page"), 1, 1, MAX_PAGE)
     size = _whole("page_size", args.get("page_size"), DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     query = AuditLog.all()
     for name in ("object_id", "changed_by"):

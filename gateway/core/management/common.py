@@ -18,6 +18,11 @@ M = TypeVar("M", bound=BaseModel)
 
 DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000}
+MAX_DURATION = 100 * 365 * 86400  # a datetime must still hold now + the duration
+MAX_PAGE = 1_000_000  # page * size must stay a database offset
+MAX_NAME = 255  # ids, aliases and other top-level strings: the width of their columns
+MAX_INT = 2**63 - 1  # a BIGINT column (and a JSON number every reader takes)
+MAX_DEPTH = 32  # nesting in metadata-like objects (storable.MAX_DEPTH; orjson stops at 255)
 
 # Audit table names are the LiteLLM proxy's, so that existing audit readers keep working.
 TABLE = {"key": "LiteLLM_VerificationToken", "team": "LiteLLM_TeamTable", "user": "LiteLLM_UserTable",
@@ -29,7 +34,10 @@ def parse_duration(value: str, field: str) -> timedelta:
     m = DURATION_RE.match(value) if isinstance(value, str) else None
     if not m:
         raise BadRequestError(f"{field} must look like 30s, 30m, 30h, 30d, 2w or 1mo; got {value!r}", param=field)
-    return timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)])
+    seconds = int(m.group(1)) * UNITS[m.group(2)]
+    if seconds > MAX_DURATION:
+        raise BadRequestError(f"{field} must be at most 100 years", param=field)
+    return timedelta(seconds=seconds)
 
 
 def now() -> datetime:
@@ -49,6 +57,8 @@ async def read_body(model: type[M]) -> tuple[M, set[str]]:
         raise BadRequestError(f"Malformed JSON in request body: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequestError("Request body must be a JSON object")
+    for name, value in data.items():
+        check_value(value, name, top=True)
     try:
         parsed = model.model_validate(data)
     except ValidationError as err:
@@ -58,6 +68,39 @@ async def read_body(model: type[M]) -> tuple[M, set[str]]:
     return parsed, set(data) & set(model.model_fields)
 
 
+def check_value(value: Any, field: str, top: bool = False, depth: int = 0) -> None:
+    """A 400 naming `field` for what no column of ours can hold: NUL characters (PostgreSQL text
+    and jsonb refuse them), top-level strings wider than their column, integers beyond 64 bits,
+    nesting deeper than `MAX_DEPTH`. Checked before the model, so every management route has it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequestError(f"Invalid value for {field}: must not contain NUL characters", param=field)
+        if top and len(value) > MAX_NAME:
+            raise BadRequestError(f"Invalid value for {field}: must be at most {MAX_NAME} characters", param=field)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not -MAX_INT <= value <= MAX_INT:
+            raise BadRequestError(f"Invalid value for {field}: must be between {-MAX_INT} and {MAX_INT}", param=field)
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise BadRequestError(f"Invalid value for {field}: must not be nested more than {MAX_DEPTH} levels deep", param=field)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                check_value(k, field, depth=depth + 1)
+                check_value(v, field, depth=depth + 1)
+        else:  # lists of names (models, tags, keys) are as wide as a name
+            for v in value:
+                check_value(v, field, top=top, depth=depth + 1)
+
+
+async def check_query() -> None:
+    """Before every management and spend route: the query string holds what a column can (a NUL
+    character would make PostgreSQL refuse the lookup)."""
+    for name, value in request.args.items(multi=True):
+        check_value(value, name, top=True)
+
+
 def page_args(size_name: str, default_size: int) -> tuple[int, int]:
     """`?page=` (from 1) and a page size (1 to 1000) from the query string, or a 400."""
     try:
@@ -65,6 +108,8 @@ def page_args(size_name: str, default_size: int) -> tuple[int, int]:
         size = min(1000, max(1, int(request.args.get(size_name, default_size))))
     except ValueError:
         raise BadRequestError(f"page and {size_name} must be whole numbers", param="page") from None
+    if page > MAX_PAGE:
+        raise BadRequestError(f"page must be at most {MAX_PAGE}", param="page")
     return page, size
 
 

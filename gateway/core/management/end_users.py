@@ -14,10 +14,11 @@ from quart_schema import document_querystring, document_request, document_respon
 from tortoise.exceptions import IntegrityError
 
 from gateway.core.db.models import EndUser
-from gateway.core.management.common import changes_from, iso, next_reset, read_body, record_change, require_admin
+from gateway.core.management.common import changes_from, check_query, iso, next_reset, read_body, record_change, require_admin
 from gateway.errors import BadRequestError, NotFoundError
 
 bp = Blueprint("end_users", __name__)
+bp.before_request(check_query)
 tag_blueprint(bp, ["End users"])
 
 PREFIXES = ("/customer", "/end_user")

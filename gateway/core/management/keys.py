@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from gateway.core.db.models import Key
 from gateway.core.keys import display_of, generate_key, hash_key, key_name, token_of
 from gateway.core.management.common import (
+    check_query,
     iso,
     next_reset,
     now,
@@ -27,6 +28,7 @@ from gateway.core.management.common import (
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("keys", __name__)
+bp.before_request(check_query)
 tag_blueprint(bp, ["Keys"])
 
 EDITABLE = ("key_alias", "models", "max_budget", "budget_duration", "user_id", "team_id", "metadata",

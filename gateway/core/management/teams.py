@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 
 from gateway.core.db.models import Key, Team, User
 from gateway.core.management.common import (
+    check_query,
     caller_id,
     changes_from,
     iso,
@@ -26,6 +27,7 @@ from gateway.core.management.keys import KeyInfo, key_info
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("teams", __name__)
+bp.before_request(check_query)
 tag_blueprint(bp, ["Teams"])
 
 EDITABLE = ("team_alias", "admins", "members", "members_with_roles", "metadata", "tpm_limit", "rpm_limit",

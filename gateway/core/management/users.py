@@ -17,6 +17,7 @@ from tortoise.transactions import in_transaction
 from gateway.core.db.models import Key, Team, User
 from gateway.core.keys import generate_key, hash_key, key_name
 from gateway.core.management.common import (
+    check_query,
     changes_from,
     iso,
     next_reset,
@@ -32,6 +33,7 @@ from gateway.core.management.teams import TeamInfo, team_info
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("users", __name__)
+bp.before_request(check_query)
 tag_blueprint(bp, ["Users"])
 
 Role = Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"]

@@ -17,6 +17,9 @@ import orjson
 
 from gateway.context import iter_request_text
 from gateway.core.providers.deployment import Deployment
+from gateway.errors import BadRequestError
+
+MAX_DIMENSIONS = 4096  # OpenAI's largest embedding has 3072; more only blocks the event loop
 
 
 def count_tokens(text: str) -> int:
@@ -83,7 +86,9 @@ async def send(dep: Deployment, call_type: str, body: dict[str, Any], stream: bo
     if call_type == "aembedding":
         inputs = body.get("input")
         items = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        dims = int(body.get("dimensions") or 8)
+        dims = body.get("dimensions") or 8
+        if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= MAX_DIMENSIONS:
+            raise BadRequestError(f"dimensions must be a whole number from 1 to {MAX_DIMENSIONS}", param="dimensions")
         data = [
             {"object": "embedding", "index": i, "embedding": _embedding(str(t), dims)}
             for i, t in enumerate(items)

@@ -20,10 +20,12 @@ from tortoise.functions import Count, Function, Sum
 from gateway.context import iter_request_text
 from gateway.core.db.models import Key, SpendDaily, SpendLog, SpendTagDaily, User
 from gateway.core.keys import token_of
+from gateway.core.management.common import check_query
 from gateway.core.spend.record import estimate_tokens
 from gateway.errors import BadRequestError, PermissionDeniedError
 
 bp = Blueprint("spend", __name__)
+bp.before_request(check_query)
 tag_blueprint(bp, ["Spend"])
 MAX_ROWS = 10_000
 DATE = "A day, e.g. 2024-06-30 (UTC)"
@@ -137,9 +139,12 @@ def parse_day(name: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value[:10])
+        day = date.fromisoformat(value[:10])
     except ValueError:
         raise BadRequestError(f"{name} must be a date like 2024-06-30; got {value!r}", param=name) from None
+    if day >= date.max:  # the range ends the day after: that must still be a date
+        raise BadRequestError(f"{name} must be before {date.max.isoformat()}", param=name)
+    return day
 
 
 def day_bounds(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
