@@ -84,13 +84,16 @@ def _run_uvicorn(host: str, port: int, workers: int) -> int:
 
     import uvicorn
 
+    from gateway.core.http_protocol import EnvelopeHttpToolsProtocol
+
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with these
     # handlers in place that re-raise returns here, so a clean SIGTERM/SIGINT stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    options: dict[str, Any] = dict(host=host, port=port, loop="auto", http="auto", lifespan="on", access_log=False,
-                                   log_config=None, timeout_keep_alive=75, timeout_graceful_shutdown=30,
-                                   server_header=False)
+    # http: uvicorn's httptools protocol, answering unparsable requests in the error envelope.
+    options: dict[str, Any] = dict(host=host, port=port, loop="auto", http=EnvelopeHttpToolsProtocol,
+                                   lifespan="on", access_log=False, log_config=None, timeout_keep_alive=75,
+                                   timeout_graceful_shutdown=30, server_header=False)
     if workers > 1:  # workers that die with the supervisor, which closes its socket before they drain
         from gateway.core.supervisor import run_uvicorn_workers
 
