@@ -1,4 +1,10 @@
-"""Browser fixtures: headless Chromium (Debian's package) driven by Playwright, kept on loopback.
+"""Shared fixtures of the core's tests: a Redis to test against, and the browser.
+
+- `redis_url`: a reachable Redis (`GATEWAY_TEST_REDIS_URL`, default redis://127.0.0.1:6379/0).
+  Unreachable, it fails the test in CI (`CI` set, or `GATEWAY_TEST_REQUIRE_REDIS=1`) and skips it
+  elsewhere, saying why: CI must never pass by skipping what it was meant to check.
+
+Browser fixtures: headless Chromium (Debian's package) driven by Playwright, kept on loopback.
 
 - `browser`: one headless Chromium per test module (its docstring says why not per session), at
   /usr/bin/chromium or `GATEWAY_TEST_CHROMIUM`. `scripts/test.sh` installs it (`apt-get install
@@ -34,9 +40,31 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
 LOCAL_SCHEMES = ("data", "blob", "about", "chrome-error")
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _browser_required() -> bool:
-    ci = os.environ.get("CI", "").strip().lower()
-    return ci not in ("", "0", "false", "no") or os.environ.get("GATEWAY_TEST_REQUIRE_BROWSER") == "1"
+    return _in_ci() or os.environ.get("GATEWAY_TEST_REQUIRE_BROWSER") == "1"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A reachable Redis, else a failure in CI and a skip elsewhere (see the module docstring)."""
+    import redis
+
+    url = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis at {url} is not reachable: {exc}"
+        if _in_ci() or os.environ.get("GATEWAY_TEST_REQUIRE_REDIS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return url
 
 
 def is_loopback_url(url: str) -> bool:

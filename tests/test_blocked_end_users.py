@@ -268,22 +268,6 @@ def test_blocks_apply_on_every_worker_at_once(tmp_path, database_url):
 
 
 @pytest.fixture
-def redis_url() -> str:
-    """A reachable Redis ($GATEWAY_TEST_REDIS_URL, default redis://127.0.0.1:6379/0), else skip."""
-    import redis
-
-    url = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {url} is not reachable: {exc}")
-    finally:
-        client.close()
-    return url
-
-
-@pytest.fixture
 def two_instances(tmp_path, database_url, redis_url) -> Iterator[tuple[Instance, Instance]]:
     """Two instances sharing one PostgreSQL database and one Redis, and nothing else: each has its
     own temporary folder, so the invalidation file of one machine cannot carry the change."""

@@ -223,15 +223,6 @@ def warnings(caplog: Any) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("gateway") and r.levelno >= logging.WARNING]
 
 
-def redis_or_skip() -> None:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        pytest.skip("needs Redis on 127.0.0.1:6379")
-
-
 class Subscriber:
     """A direct subscriber to the invalidation channel (another instance, as Redis sees it)."""
 
@@ -254,8 +245,8 @@ class Subscriber:
 
 
 @pytest.mark.db
-def test_a_black_holed_redis_holds_up_nothing_and_is_reported_once(proxy_to, gateway_server, fake_upstream, caplog):
-    redis_or_skip()
+def test_a_black_holed_redis_holds_up_nothing_and_is_reported_once(proxy_to, gateway_server, fake_upstream, caplog,
+                                                                   redis_url):
     proxy = proxy_to("127.0.0.1", 6379)
     gw = gateway_server({"model_list": model_list(fake_upstream), "general_settings": {"spend_flush_interval_s": 0.1}},
                         env={"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0", "REDIS_SOCKET_TIMEOUT": "0.5"})
@@ -306,10 +297,9 @@ def test_a_black_holed_redis_holds_up_nothing_and_is_reported_once(proxy_to, gat
 
 @pytest.mark.db
 def test_changes_missed_during_a_redis_outage_are_not_served_from_cache(proxy_to, gateway_server, fake_upstream,
-                                                                        database_url):
+                                                                        database_url, redis_url):
     """Another instance blocks a key while this one cannot hear Redis: once Redis is back, this
     instance drops its cache, so the key is refused at once rather than after the cache TTL."""
-    redis_or_skip()
     import redis
 
     url = database_url()

@@ -236,22 +236,6 @@ class RedisProxy:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    """A reachable Redis ($GATEWAY_TEST_REDIS_URL, default redis://127.0.0.1:6379/0), else skip."""
-    import redis
-
-    url = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {url} is not reachable: {exc}")
-    finally:
-        client.close()
-    return url
-
-
-@pytest.fixture
 def redis_proxy(redis_url: str) -> Iterator[RedisProxy]:
     proxy = RedisProxy(redis_url)
     yield proxy
