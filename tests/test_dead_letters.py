@@ -188,6 +188,8 @@ def test_dead_letters_are_admin_only(gateway_server, fake_upstream):
     assert r.json()["error"]["message"] == "Only proxy admin can access this route. Route=/dead_letters"
     r = httpx.get(gw.url + "/dead_letters", params={"page": "x"}, headers=ADMIN, timeout=10)
     assert r.status_code == 400
+    r = httpx.get(gw.url + "/dead_letters", params={"source": "spend\x00"}, headers=ADMIN, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "source", r.text
 
 
 # -- the audit writer guards itself ---------------------------------------------------------------

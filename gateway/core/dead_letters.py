@@ -123,6 +123,14 @@ class LettersPage(BaseModel):
     since_start: dict[str, dict[str, int]] = Field(description="source -> outcome -> count, this process")
 
 
+@bp.before_request
+async def _check_query() -> None:
+    """The query string holds what a column can, as on every management route (a NUL: 400)."""
+    from gateway.core.management.common import check_query
+
+    await check_query()
+
+
 @bp.get("/dead_letters")
 @document_querystring(LettersQuery)
 @document_response(LettersPage)
