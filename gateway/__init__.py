@@ -3,7 +3,15 @@
 This module is the plugin author's whole API; everything under `gateway.core` is internal.
 """
 
-from gateway.context import AlertEvent, AuditEvent, Outcome, Principal, RequestContext, iter_request_text
+from gateway.context import (
+    AlertEvent,
+    AuditEvent,
+    Outcome,
+    Principal,
+    RequestContext,
+    iter_request_text,
+    iter_request_text_slots,
+)
 from gateway.errors import (
     AuthenticationError,
     BadRequestError,
@@ -42,4 +50,5 @@ __all__ = [
     "UpstreamTimeoutError",
     "hookimpl",
     "iter_request_text",
+    "iter_request_text_slots",
 ]

@@ -74,27 +74,34 @@ class RequestContext:
         return "\n".join(iter_request_text(self.body))
 
 
-def iter_request_text(body: dict[str, Any]):
-    """Yield every piece of client-supplied text: message contents (strings and text parts),
-    `prompt` and `input` (string or list of strings)."""
+def iter_request_text_slots(body: dict[str, Any]):
+    """Where the client's text is, as assignable `(container, key)` slots: message contents
+    (strings and text parts), `prompt` and `input` (string or list of strings). A plugin that
+    rewrites text assigns `container[key] = new`."""
     for message in body.get("messages") or ():
         if not isinstance(message, dict):
             continue
         content = message.get("content")
         if isinstance(content, str):
-            yield content
+            yield message, "content"
         elif isinstance(content, list):
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    yield part["text"]
+                    yield part, "text"
     for key in ("prompt", "input"):
         value = body.get(key)
         if isinstance(value, str):
-            yield value
+            yield body, key
         elif isinstance(value, list):
-            for item in value:
+            for i, item in enumerate(value):
                 if isinstance(item, str):
-                    yield item
+                    yield value, i
+
+
+def iter_request_text(body: dict[str, Any]):
+    """Yield every piece of client-supplied text, in the places `iter_request_text_slots` names."""
+    for container, key in iter_request_text_slots(body):
+        yield container[key]
 
 
 @dataclass(slots=True)

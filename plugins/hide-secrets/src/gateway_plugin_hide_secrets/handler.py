@@ -20,41 +20,14 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-from gateway import BadRequestError, Plugin, RequestContext, hookimpl
+from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text_slots
 from gateway_plugin_hide_secrets.config import HideSecretsConfig
 
 # Under the `gateway` logger, so the server's log level and format apply to it.
 log = logging.getLogger("gateway.plugins.hide_secrets")
 
-#: A text slot in the request body: (container, key) such that container[key] is the text.
-Slot = tuple[Any, Any]
-
 #: permissions.hide_secrets values that switch the plugin off for a key.
 _OFF_VALUES = (False, "false", "False", "off", "no", "0", 0)
-
-
-def text_slots(body: dict[str, Any]) -> Iterator[Slot]:
-    """Where the client's text is: message contents (strings and text parts), `prompt` and
-    `input` (a string or a list of strings). The same places as the core's `iter_request_text`,
-    as assignable slots."""
-    for message in body.get("messages") or ():
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            yield message, "content"
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    yield part, "text"
-    for key in ("prompt", "input"):
-        value = body.get(key)
-        if isinstance(value, str):
-            yield body, key
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    yield value, i
 
 
 _WHITESPACE = re.compile(r"\s")
@@ -144,7 +117,7 @@ class HideSecrets(Plugin):
             log.debug("hide_secrets did not run: key %s has permissions.hide_secrets=false",
                       principal.display_name)
             return
-        slots = list(text_slots(ctx.body))
+        slots = list(iter_request_text_slots(ctx.body))
         if not slots:
             return
         redacted, types = await self.redact([c[k] for c, k in slots])

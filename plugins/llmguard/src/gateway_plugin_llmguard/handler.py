@@ -25,12 +25,12 @@ import asyncio
 import base64
 import json
 import logging
-from typing import Any, Awaitable, Iterable, Iterator
+from typing import Any, Awaitable, Iterable
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text
+from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text, iter_request_text_slots
 from gateway_plugin_llmguard.config import LLMGuardConfig
 
 # Under the `gateway` logger, so the server's log level and format apply to it.
@@ -41,9 +41,6 @@ BLOCKED = "Violated content safety policy"
 #: Values of `enable_llm_guard_check` that turn the check on (LiteLLM compares with `== True`).
 _ON_VALUES = (True, "true", "True")
 
-#: A text slot in a body: (container, key) such that container[key] is the text.
-Slot = tuple[Any, Any]
-
 
 class LLMGuardUnavailable(RuntimeError):
     """LLM Guard gave no verdict. Not a `GatewayError`, so the framework applies `on_error`; the
@@ -53,28 +50,6 @@ class LLMGuardUnavailable(RuntimeError):
 def prompt_text(body: dict[str, Any]) -> str:
     """The request's text as LiteLLM sends it to LLM Guard: every piece, concatenated as is."""
     return "".join(iter_request_text(body))
-
-
-def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
-    """Where `iter_request_text` finds the request's text, as assignable slots (same order)."""
-    for message in body.get("messages") or ():
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            yield message, "content"
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                    yield part, "text"
-    for key in ("prompt", "input"):
-        value = body.get(key)
-        if isinstance(value, str):
-            yield body, key
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, str):
-                    yield value, i
 
 
 def reply_texts(response: dict[str, Any]) -> list[str]:
@@ -205,7 +180,7 @@ class LLMGuard(Plugin):
 
     async def _check_and_sanitize(self, ctx: RequestContext) -> None:
         """Each piece of text on its own, all at once; then each replaced by its sanitized version."""
-        slots = [(c, k) for c, k in request_slots(ctx.body) if c[k]]
+        slots = [(c, k) for c, k in iter_request_text_slots(ctx.body) if c[k]]
         if not slots:
             return
         replies = await all_of(self.analyze("prompt", {"prompt": c[k]}) for c, k in slots)
