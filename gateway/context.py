@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("gateway.plugins")
+
+#: The plugin whose hook is running (set by the dispatcher around each call), so that
+#: `ctx.annotate` and `ctx.set_header` know whose they are.
+current_plugin: ContextVar[str | None] = ContextVar("gateway_current_plugin", default=None)
+
+#: Response headers the core owns; a plugin's `set_header` may not touch them.
+RESERVED_HEADER = re.compile(r"^(x-gateway-|x-request-id$|x-ratelimit-|content-|transfer-encoding$|connection$)")
+HEADER_NAME = re.compile(r"^x-[a-z0-9][a-z0-9-]*$")
 
 
 @dataclass(slots=True)
@@ -41,6 +54,9 @@ class RequestContext:
 
     Hooks read and mutate `body` (what will be sent upstream). `headers` are the client's request
     headers with lower-case names. `state` is a private dict per plugin: use `ctx.state_for(self.name)`.
+    `guardrails` names the guardrails switched on for this request (None: none are configured);
+    `verdicts` holds each guard's verdict per phase, `{(name, phase): {"name", "phase", "verdict",
+    "latency_ms"}}`, as the spend row records them under `metadata.guardrails`.
     """
 
     request_id: str
@@ -60,6 +76,42 @@ class RequestContext:
     blocked_by: str | None = None
     monitored: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    guardrails: frozenset[str] | None = None
+    verdicts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    headers_sent: bool = False
+
+    def annotate(self, key: str, value: Any, plugin: str | None = None) -> None:
+        """Record `key = value` for this call under the calling plugin's name: it lands on the
+        spend row (`metadata.annotations.<plugin>.<key>`), in the `request_finished` outcome
+        (`outcome.annotations`) and in the debug log. Values should be JSON (numbers, strings,
+        lists, objects); never put a secret here. Called from a hook, the plugin is known;
+        elsewhere pass `plugin=`."""
+        owner = plugin or current_plugin.get()
+        if owner is None:
+            raise ValueError("ctx.annotate() outside a hook needs plugin=<your plugin's name>")
+        self.annotations.setdefault(owner, {})[key] = value
+        log.debug("request %s: %s annotated %s=%r", self.request_id, owner, key, value)
+
+    def set_header(self, name: str, value: str) -> bool:
+        """Add a response header for this call (replies and errors alike). Names start with `x-`
+        (use your plugin's name after it: `x-email-mask-count`); the core's own headers
+        (`x-gateway-*`, `x-request-id`, `x-ratelimit-*`) are refused with ValueError. A stream's
+        headers leave with its first byte: a header set later (in `stream_chunk`, or in
+        `post_response` of a stream) is not sent, a warning says so, and False is returned."""
+        lowered = name.lower()
+        if not HEADER_NAME.match(lowered) or RESERVED_HEADER.match(lowered):
+            raise ValueError(f"response header {name!r}: use a name starting with x- that is not the gateway's own")
+        text = str(value)
+        if "\r" in text or "\n" in text:
+            raise ValueError(f"response header {name!r}: the value must be one line")
+        if self.headers_sent:
+            log.warning("request %s: header %s set by %s after the stream's headers were sent; not sent",
+                        self.request_id, lowered, current_plugin.get() or "a plugin")
+            return False
+        self.response_headers[lowered] = text
+        return True
 
     def state_for(self, plugin_name: str) -> dict[str, Any]:
         """The private scratch dict of one plugin for this request."""
@@ -115,6 +167,8 @@ class Outcome:
     usage_estimated: bool = False
     error: Exception | None = None
     end_time: float = field(default_factory=time.time)
+    #: What plugins recorded with `ctx.annotate`, by plugin name.
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

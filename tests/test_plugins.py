@@ -403,7 +403,8 @@ def test_counters_count_blocks_per_plugin(gateway_server, fake_upstream):
         post_chat(server, text)
     counters = probe_counters(admin_get(server, "/plugins"))
     # probe_block (950) blocks before probe_broken (750) runs; only the third request reaches it.
-    assert counters == {"errors": {"probe_broken": 1}, "blocks": {"probe_block": 2}, "monitored": {}}
+    assert counters == {"errors": {"probe_broken": 1}, "blocks": {"probe_block": 2}, "monitored": {},
+                        "verdicts": {"probe_block": {"block": 2, "pass": 1}, "probe_broken": {"error": 1}}}
 
 
 # -- observers and lifecycle ------------------------------------------------------------------------

@@ -27,6 +27,8 @@ class SpendLogs(Plugin):
         general = gateway.settings.file.general_settings
         self.prices: PriceTable = gateway.prices
         self.master_hash = hash_key(gateway.master_key) if gateway.master_key else None
+        store = general.get("store_prompts_in_spend_logs")
+        self.store_prompts = store is True or (isinstance(store, str) and store.strip().lower() in ("true", "1", "yes"))
         self.writer = SpendWriter(
             gateway.directory,
             ping=gateway.db.ping,
@@ -49,7 +51,7 @@ class SpendLogs(Plugin):
     @hookimpl
     async def request_finished(self, ctx: Any, outcome: Any) -> None:
         try:
-            row = build_row(ctx, outcome, self.prices, self.master_hash)
+            row = build_row(ctx, outcome, self.prices, self.master_hash, self.store_prompts)
             self.writer.submit(row)
             if row.spend:
                 cache = self.gateway.directory.cache

@@ -28,8 +28,8 @@ GROUPS: dict[str, frozenset[str]] = {
     "public_routes": frozenset({"/", "/health/liveliness", "/health/liveness", "/health/readiness", "/routes",
                                 "/metrics", "/openapi.json", "/docs", "/redoc", "/docs-assets/{name}"}),
     "openai_routes": LLM_ROUTES,
-    "info_routes": frozenset({"/key/info", "/team/info", "/user/info",
-                              "/model/info", "/v1/model/info", "/model_group/info", "/health"}),
+    "info_routes": frozenset({"/key/info", "/team/info", "/user/info", "/model/info", "/v1/model/info",
+                              "/model_group/info", "/health", "/guardrails/list"}),
     "management_routes": frozenset({
         *(f"/key/{a}" for a in ("generate", "update", "delete", "info", "list", "block", "unblock", "regenerate")),
         *(f"/team/{a}" for a in ("new", "update", "delete", "info", "list", "block", "unblock", "member_add",

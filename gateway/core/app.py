@@ -26,13 +26,14 @@ from gateway.core.db import Database, Timeouts
 from gateway.core.identity import Directory, IdentityCache, Invalidator
 from gateway.core.redis_guard import RedisGuard
 from gateway.core.dispatch import Dispatcher
+from gateway.core.guardrails import Selection
 from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
 from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
 from gateway.core.management import audit, end_users, keys, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
-from gateway.core.routes import docs, health, info, llm, model_hub, model_info
+from gateway.core.routes import docs, guardrails, health, info, llm, model_hub, model_info
 from gateway.core.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -60,7 +61,7 @@ class Gateway:
         self.openapi: OpenAPIDocument = None  # type: ignore[assignment]  # set once the routes are mounted
         self.enforced_params = enforced_params(settings.file.general_settings.get("enforced_params"))
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
-        self.holds_streams = False
+        self.guardrails = Selection([])  # the configured guardrails, set once plugins are built
         self.request_body_limit: int | None = None
         self.db = Database(settings.database_url, Timeouts.from_settings(settings.file.general_settings))
         ttl = float(settings.file.general_settings.get("user_api_key_cache_ttl") or 60.0)
@@ -120,7 +121,7 @@ def create_app(settings: Settings) -> Quart:
     gw = Gateway(settings, host)
     host.instantiate(settings, gw)
     gw.dispatcher = Dispatcher(host)
-    gw.holds_streams = any(s.cls.buffers_stream for s in host.slots.values())
+    gw.guardrails = Selection(host.guardrails)
 
     app = Quart("gateway")
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
@@ -134,6 +135,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(info.bp)
     app.register_blueprint(model_hub.bp)
     app.register_blueprint(model_info.bp)
+    app.register_blueprint(guardrails.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(spend_routes.bp)
     app.register_blueprint(teams.bp)
@@ -143,6 +145,8 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(dead_letters.bp)
     for blueprints in host.pm.hook.routes(gateway=gw):
         for blueprint in blueprints or ():
+            if app.blueprints.get(blueprint.name) is blueprint:
+                continue  # one plugin serving several guardrails returns its routes once per instance
             app.register_blueprint(blueprint)
     app.register_blueprint(docs.blueprint(gw.docs))
     gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)

@@ -18,6 +18,7 @@ import pluggy
 from pydantic import ValidationError
 
 from gateway import hookspecs
+from gateway.core.guardrails import PHASE_HOOKS, GuardrailConfigError, GuardrailSpec, specs_from_config
 from gateway.plugin import Plugin
 
 ENTRY_POINT_GROUP = "gateway"
@@ -64,6 +65,11 @@ class PluginSlot:
     config: dict[str, Any] = field(default_factory=dict)
     enabled_by: str = "config"
     instance: Plugin | None = None
+    #: Set for a guardrail's instance (`guardrails:`): the entry-point name of its plugin, its
+    #: spec (phases, default_on, ...). None for a plugin enabled by `callbacks` or `plugins:`,
+    #: which runs all of its hooks on every request.
+    plugin: str | None = None
+    guardrail: GuardrailSpec | None = None
 
 
 def installed_entry_points() -> dict[str, EntryPoint]:
@@ -151,8 +157,52 @@ def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) 
     return names
 
 
-def build_config(slot_cls: type[Plugin], name: str, native: dict[str, Any] | None, flat: Mapping[str, Any]) -> Any:
-    """Validate a plugin's config: the native entry's `config`, else the seed's flat keys."""
+def guardrail_plugins(raw_config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(instance name, plugin name) of every guardrail in the raw file, read leniently: the file is
+    validated later (`instantiate`), with one line naming any wrong key."""
+    out: list[tuple[str, str]] = []
+    for entry in _list(raw_config.get("guardrails")):
+        params = _mapping(_mapping(entry).get("litellm_params"))
+        name, plugin = _mapping(entry).get("guardrail_name"), params.get("guardrail")
+        if isinstance(name, str) and isinstance(plugin, str):
+            out.append((name, plugin))
+    for item in _list(_mapping(raw_config.get("litellm_settings")).get("guardrails")):
+        for group, body in _mapping(item).items():
+            callbacks = [c for c in _list(_mapping(body).get("callbacks")) if isinstance(c, str)]
+            for cb in callbacks:
+                out.append((str(group) if len(callbacks) == 1 else f"{group}.{cb}", cb))
+    return out
+
+
+def load_guardrail_class(name: str, plugin: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], str | None, str | None]:
+    """A guardrail's plugin class; an unknown plugin name fails with one line listing what is installed."""
+    plugin = plugin if plugin in eps else plugin.replace("-", "_")
+    if plugin not in eps:
+        hint = (f"install it with: pip install {KNOWN_DISTRIBUTIONS[plugin]}; " if plugin in KNOWN_DISTRIBUTIONS else "")
+        raise PluginError(f"guardrail {name!r}: no installed plugin is called {plugin!r}; {hint}installed: "
+                          + (", ".join(sorted(eps)) or "none"))
+    return load_class(plugin, eps)
+
+
+def check_phases(slot: PluginSlot, hooks: list[str]) -> None:
+    """A guardrail's phases must run some of its plugin's hooks, and `during_call` needs a plugin
+    that only reads the request (it runs while the request is already upstream)."""
+    spec = slot.guardrail
+    assert spec is not None
+    served = {p: [h for h in PHASE_HOOKS[p] if h in hooks] for p in spec.phases}
+    if not any(served.values()) or (spec.source.startswith("guardrails[") and not all(served.values())):
+        idle = [p for p, h in served.items() if not h]
+        have = ", ".join(h for h in hooks if h in ("pre_request", "post_response", "stream_chunk")) or "no request hook"
+        raise PluginError(f"guardrail {slot.name!r}: plugin {slot.plugin!r} has no hook for mode "
+                          f"{', '.join(idle)} (it implements {have})")
+    if "during_call" in spec.phases and not getattr(slot.instance, "concurrent", False):
+        raise PluginError(f"guardrail {slot.name!r}: plugin {slot.plugin!r} may rewrite the request, so it cannot "
+                          f"run during_call (the request is already upstream); use mode: pre_call")
+
+
+def build_config(slot_cls: type[Plugin], who: str, native: dict[str, Any] | None, flat: Mapping[str, Any]) -> Any:
+    """Validate a plugin's config: the seed's flat keys overlaid by its own entry's (`plugins:`
+    `config`, or a guardrail's `litellm_params`). `who` names it in the error ("plugin 'x'")."""
     fields = slot_cls.Config.model_fields
     accepted = set(fields)
     for f in fields.values():
@@ -168,7 +218,7 @@ def build_config(slot_cls: type[Plugin], name: str, native: dict[str, Any] | Non
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(config)"
-        raise PluginError(f"plugin {name!r}: config key {key}: {first['msg']}") from None
+        raise PluginError(f"{who}: config key {key}: {first['msg']}") from None
 
 
 class PluginHost:
@@ -180,6 +230,7 @@ class PluginHost:
         self.slots: dict[str, PluginSlot] = {}
         self.eps: dict[str, EntryPoint] = {}
         self.raw_config: dict[str, Any] = {}
+        self.guardrails: list[GuardrailSpec] = []
 
     def discover(self, raw_config: Mapping[str, Any]) -> None:
         """Load the classes of the enabled plugins (no instances yet); keep the raw config for
@@ -204,6 +255,15 @@ class PluginHost:
                 on_error="fail_closed",
                 mode="enforce",
                 enabled_by=why,
+            )
+        for name, plugin in guardrail_plugins(raw_config):
+            if name in self.slots:
+                raise PluginError(f"guardrail {name!r}: the name is already used by the plugin enabled in "
+                                  f"{self.slots[name].enabled_by}; choose another guardrail_name")
+            cls, dist, version = load_guardrail_class(name, plugin, self.eps)
+            self.slots[name] = PluginSlot(
+                name=name, cls=cls, distribution=dist, version=version, priority=cls.priority, timeout_s=None,
+                on_error="fail_closed", mode="enforce", enabled_by="guardrails", plugin=cls.name or plugin,
             )
 
     def add_builtin(self, cls: type[Plugin], **knobs: Any) -> None:
@@ -241,20 +301,28 @@ class PluginHost:
         """Build each plugin's config and instance, then register it with pluggy."""
         natives = {e.name: e for e in settings.file.plugins}
         flat = settings.flat_settings
+        self._apply_guardrail_specs(settings)
         for slot in self.slots.values():
             native = natives.get(slot.name)
             if native is not None and slot.enabled_by != "builtin":
                 slot.priority = slot.cls.priority if native.priority is None else native.priority
                 slot.timeout_s, slot.on_error, slot.mode = native.timeout_s, native.on_error, native.mode
         for slot in self.ordered():
-            native = natives.get(slot.name)
-            config = build_config(slot.cls, slot.name, native.config if native else None, flat)
+            native = natives.get(slot.name) if slot.guardrail is None else None
+            own = slot.guardrail.config if slot.guardrail is not None else (native.config if native else None)
+            who = f"plugin {slot.name!r}" if slot.guardrail is None else f"guardrail {slot.name!r} (plugin {slot.plugin!r})"
+            config = build_config(slot.cls, who, own, flat)
             slot.config = config.model_dump()
             try:
                 slot.instance = slot.cls(config, gateway)
             except Exception as exc:
                 raise PluginError(f"plugin {slot.name!r} failed to start: {type(exc).__name__}: {exc}") from None
             slot.instance.mode, slot.instance.on_error, slot.instance.timeout_s = slot.mode, slot.on_error, slot.timeout_s
+            if slot.guardrail is not None:
+                # The instance answers to its guardrail's name (its state, its logs); the class
+                # keeps the plugin's name (`type(self).name`).
+                slot.instance.name = slot.name  # type: ignore[misc]
+                check_phases(slot, self.hooks_of(slot))
             try:
                 self.pm.register(slot.instance, name=slot.name)
             except (pluggy.PluginValidationError, ValueError) as exc:
@@ -267,6 +335,21 @@ class PluginHost:
             raise PluginError(
                 f"plugin {name!r} implements {', '.join(unknown) or exc}, which is not a hook in gateway.hookspecs"
             ) from None
+
+    def _apply_guardrail_specs(self, settings: Any) -> None:
+        """The validated `guardrails` (both forms) onto the slots `discover` made for them."""
+        try:
+            specs = specs_from_config(settings.file, self.eps)
+        except GuardrailConfigError as exc:
+            raise PluginError(str(exc)) from None
+        self.guardrails = specs
+        for spec in specs:
+            slot = self.slots.get(spec.name)
+            if slot is None or slot.enabled_by != "guardrails":  # discover saw the same file
+                raise PluginError(f"guardrail {spec.name!r}: not loaded (the config changed after discovery)")
+            slot.guardrail = spec
+            slot.priority = slot.cls.priority if spec.priority is None else spec.priority
+            slot.timeout_s, slot.on_error, slot.mode = spec.timeout_s, spec.on_error, spec.mode
 
     def ordered(self) -> list[PluginSlot]:
         """Plugins by priority, high first; ties by name."""
@@ -293,10 +376,12 @@ class PluginHost:
             })
         enabled = [
             {
-                "name": s.name, "distribution": s.distribution, "version": s.version,
+                "name": s.name, "plugin": s.plugin or s.name, "distribution": s.distribution, "version": s.version,
                 "enabled_by": s.enabled_by, "priority": s.priority, "timeout_s": s.timeout_s,
                 "on_error": s.on_error, "mode": s.mode, "buffers_stream": s.cls.buffers_stream,
                 "hooks": self.hooks_of(s),
+                **({"guardrail": {"phases": list(s.guardrail.phases), "default_on": s.guardrail.default_on}}
+                   if s.guardrail is not None else {}),
             }
             for s in self.ordered()
         ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -94,6 +94,45 @@ class PluginEntry(BaseModel):
     enabled: bool = True
 
 
+GUARDRAIL_PHASES = ("pre_call", "during_call", "post_call", "logging_only")
+
+
+class GuardrailParams(BaseModel):
+    """A guardrail's `litellm_params`: which plugin, its phases, whether it is on by default, the
+    framework's knobs; every other key is the plugin's own config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    guardrail: str = Field(min_length=1)
+    mode: str | list[str] = "pre_call"
+    default_on: bool = False
+    priority: int | None = None
+    timeout_s: float | None = Field(None, gt=0)
+    on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    enforcement: Literal["enforce", "monitor"] = "enforce"
+
+    @field_validator("mode")
+    @classmethod
+    def _phases(cls, value: str | list[str]) -> list[str]:
+        phases = [value] if isinstance(value, str) else list(value)
+        if not phases:
+            raise ValueError("must name at least one of " + ", ".join(GUARDRAIL_PHASES))
+        for phase in phases:
+            if phase not in GUARDRAIL_PHASES:
+                raise ValueError(f"unknown mode {phase!r}: use " + ", ".join(GUARDRAIL_PHASES) + " (or a list of them)")
+        return list(dict.fromkeys(phases))
+
+
+class GuardrailEntry(BaseModel):
+    """One entry of the top-level `guardrails:` list (LiteLLM's current form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guardrail_name: str = Field(min_length=1, max_length=128, pattern=r"^[^,\s][^,]*$")
+    litellm_params: GuardrailParams
+    guardrail_info: dict[str, Any] = Field(default_factory=dict)
+
+
 class RouterSettings(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -115,6 +154,7 @@ class ConfigFile(BaseModel):
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     environment_variables: dict[str, Any] = Field(default_factory=dict)
     plugins: list[PluginEntry] = Field(default_factory=list)
+    guardrails: list[GuardrailEntry] = Field(default_factory=list)
 
 
 class Settings(BaseModel):
@@ -187,9 +227,9 @@ def read_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(p)!r}: the top level must be a mapping")
-    for section in ("litellm_settings", "general_settings", "router_settings", "environment_variables"):
+    for section in ("litellm_settings", "general_settings", "router_settings", "environment_variables", "guardrails"):
         if raw.get(section) is None and section in raw:
-            raw[section] = {}
+            raw[section] = [] if section == "guardrails" else {}
     env_vars = raw.get("environment_variables") or {}
     if not isinstance(env_vars, dict):
         raise ConfigError("environment_variables: must be a mapping of NAME: value")

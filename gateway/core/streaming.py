@@ -137,8 +137,8 @@ async def relay(
     finish: Any,
 ) -> AsyncIterator[bytes]:
     """The client's byte stream. `finish(status, error, assembler)` records the outcome once."""
-    chunk_hooks = dispatcher.has("stream_chunk")
-    judge = dispatcher.has("post_response")
+    chunk_hooks = dispatcher.runs("stream_chunk", ctx)
+    judge = dispatcher.runs("post_response", ctx)
     assembler = Assembler(chat)
     held: list[bytes] = []
     status, error = "failure", None

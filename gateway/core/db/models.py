@@ -134,6 +134,9 @@ class SpendLog(Model):
     http_status = fields.IntField(default=200)
     blocked_by = fields.CharField(max_length=255, null=True)
     usage_estimated = fields.BooleanField(default=False)
+    # The request's input and the reply, with general_settings.store_prompts_in_spend_logs.
+    messages = fields.JSONField(null=True)
+    response = fields.JSONField(null=True)
 
     class Meta:
         table = "spend_logs"

@@ -159,3 +159,37 @@ def changes_from(body: BaseModel, sent: set[str], editable: tuple[str, ...], def
     if "budget_duration" in sent:
         changes["budget_reset_at"] = next_reset(getattr(body, "budget_duration"))
     return changes
+
+
+def check_guardrail_metadata(metadata: dict[str, Any] | None, field: str = "metadata.guardrails") -> None:
+    """`metadata.guardrails` of a key or team: a list of configured guardrail names, or a mapping
+    of name to true/false (plus `modify_guardrails: false`, which bars requests from switching
+    guardrails off)."""
+    value = (metadata or {}).get("guardrails")
+    if value is None:
+        return
+    selection = current_app.gateway.guardrails
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise BadRequestError(f"{field} must be a list of guardrail names", param=field)
+        selection.check_names(value, field)
+    elif isinstance(value, dict):
+        bad = [k for k, v in value.items() if not isinstance(v, bool)]
+        if bad:
+            raise BadRequestError(f"{field}.{bad[0]} must be true or false", param=f"{field}.{bad[0]}")
+        selection.check_names([k for k in value if k != "modify_guardrails"], field)
+    else:
+        raise BadRequestError(f"{field} must be a list of guardrail names or a mapping of name to true/false",
+                              param=field)
+
+
+def with_guardrails(metadata: dict[str, Any] | None, guardrails: list[str] | None) -> dict[str, Any]:
+    """The metadata with the top-level `guardrails` field of a key or team call folded in (LiteLLM
+    keeps it in `metadata.guardrails`); None takes it out."""
+    out = dict(metadata or {})
+    if guardrails is None:
+        out.pop("guardrails", None)
+    else:
+        current_app.gateway.guardrails.check_names(guardrails, "guardrails")
+        out["guardrails"] = guardrails
+    return out

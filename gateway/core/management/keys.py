@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from gateway.core.db.models import Key
 from gateway.core.keys import display_of, generate_key, hash_key, key_name, token_of
 from gateway.core.management.common import (
+    check_guardrail_metadata,
     check_query,
     iso,
     next_reset,
@@ -24,6 +25,7 @@ from gateway.core.management.common import (
     read_body,
     record_change,
     require_admin,
+    with_guardrails,
 )
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
@@ -52,6 +54,8 @@ class KeyFields(BaseModel):
     max_parallel_requests: int | None = Field(None, ge=0)
     tags: list[str] | None = None
     blocked: bool | None = None
+    guardrails: list[str] | None = Field(None, description="Guardrails switched on for this key's requests "
+                                         "(kept in metadata.guardrails)")
 
 
 class GenerateBody(KeyFields):
@@ -93,6 +97,7 @@ class KeyInfo(BaseModel):
     rpm_limit: int | None
     max_parallel_requests: int | None
     blocked: bool
+    guardrails: list[str] | dict[str, bool] | None = None
     created_by: str | None
     created_at: str | None
     updated_at: str | None
@@ -142,7 +147,8 @@ def key_info(k: Key) -> dict[str, Any]:
         "budget_reset_at": iso(k.budget_reset_at), "expires": iso(k.expires), "models": k.models,
         "user_id": k.user_id, "team_id": k.team_id, "metadata": k.metadata, "permissions": k.permissions,
         "tags": k.tags, "tpm_limit": k.tpm_limit, "rpm_limit": k.rpm_limit,
-        "max_parallel_requests": k.max_parallel_requests, "blocked": k.blocked, "created_by": k.created_by,
+        "max_parallel_requests": k.max_parallel_requests, "blocked": k.blocked,
+        "guardrails": (k.metadata or {}).get("guardrails"), "created_by": k.created_by,
         "created_at": iso(k.created_at), "updated_at": iso(k.updated_at),
     }
 
@@ -160,6 +166,7 @@ def _check_meta(body: KeyFields) -> None:
         raise BadRequestError("metadata.tags must be a list of strings", param="metadata.tags")
     if "spend_logs_metadata" in meta and not isinstance(meta["spend_logs_metadata"], dict):
         raise BadRequestError("metadata.spend_logs_metadata must be an object", param="metadata.spend_logs_metadata")
+    check_guardrail_metadata(body.metadata)
 
 
 async def _alias_free(alias: str | None, token: str | None = None) -> None:
@@ -184,6 +191,8 @@ async def generate() -> Any:
     expires = now() + parse_duration(body.duration, "duration") if body.duration else None
     await _alias_free(body.key_alias)
     fields = {f: getattr(body, f) for f in EDITABLE if f != "spend" and getattr(body, f, None) is not None}
+    if body.guardrails is not None:
+        fields["metadata"] = with_guardrails(body.metadata, body.guardrails)
     try:
         k = await Key.create(token=hash_key(raw), key_name=key_name(raw), expires=expires,
                              budget_reset_at=next_reset(body.budget_duration), created_by=g.principal.user_id, **fields)
@@ -214,6 +223,9 @@ async def update() -> Any:
     for f in ("models", "metadata", "permissions", "tags"):
         if f in changes and changes[f] is None:
             changes[f] = [] if f in ("models", "tags") else {}
+    if "guardrails" in sent:
+        changes["metadata"] = with_guardrails(changes["metadata"] if "metadata" in changes else k.metadata,
+                                              body.guardrails)
     if "spend" in changes and changes["spend"] is None:
         changes["spend"] = 0.0
     if "blocked" in changes and changes["blocked"] is None:

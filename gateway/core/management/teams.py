@@ -14,6 +14,8 @@ from tortoise.transactions import in_transaction
 
 from gateway.core.db.models import Key, Team, User
 from gateway.core.management.common import (
+    check_guardrail_metadata,
+    with_guardrails,
     check_query,
     caller_id,
     changes_from,
@@ -69,6 +71,8 @@ class TeamFields(BaseModel):
     budget_duration: str | None = None
     models: list[str] | None = None
     blocked: bool | None = None
+    guardrails: list[str] | None = Field(None, description="Guardrails switched on for the team's requests "
+                                         "(kept in metadata.guardrails)")
 
 
 class NewBody(TeamFields):
@@ -192,6 +196,9 @@ async def new() -> Any:
         members.append({"role": "admin", "user_id": creator})
     fields = {f: getattr(body, f) for f in EDITABLE if f != "spend" and getattr(body, f, None) is not None}
     fields["members_with_roles"] = members
+    check_guardrail_metadata(body.metadata)
+    if body.guardrails is not None:
+        fields["metadata"] = with_guardrails(body.metadata, body.guardrails)
     reset_at = next_reset(body.budget_duration)
     if await Team.exists(team_id=team_id):
         raise BadRequestError(f"Team id = {team_id} already exists. Please use a different team id.",
@@ -219,6 +226,10 @@ async def update() -> Any:
     before = team_info(t)
     old_members = member_ids(t)
     changes = changes_from(body, sent, EDITABLE, DEFAULTS)
+    check_guardrail_metadata(changes.get("metadata"))
+    if "guardrails" in sent:
+        changes["metadata"] = with_guardrails(changes["metadata"] if "metadata" in changes else t.metadata,
+                                              body.guardrails)
     if changes.get("members_with_roles") is not None:
         changes["members_with_roles"] = [m.as_row() for m in body.members_with_roles or ()]
     t.update_from_dict(changes)

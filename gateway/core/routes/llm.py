@@ -6,6 +6,7 @@ and call it (with retries) -> `stream_chunk` / `post_response` -> reply -> `requ
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -24,7 +25,7 @@ bp = Blueprint("llm", __name__)
 tag_blueprint(bp, ["OpenAI"])
 
 # Request fields the gateway consumes; never sent upstream.
-GATEWAY_FIELDS = ("metadata", "tags")
+GATEWAY_FIELDS = ("metadata", "tags", "guardrails")
 REQUIRED_INPUT = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
 
 
@@ -107,34 +108,88 @@ async def handle(call_type: str, path_model: str | None = None) -> Response:
     ctx.started = g.started
     g.model = model
     dispatcher = gw.dispatcher
+    data: Any = None
     try:
         gw.router.group(model)
-        if dispatcher.has("pre_request"):
+        if gw.guardrails or "guardrails" in body or "guardrails" in metadata:
+            ctx.guardrails = gw.guardrails.active(body, ctx.principal)
+        if dispatcher.runs("pre_request", ctx):
             await dispatcher.run_chain("pre_request", ctx)
         upstream_body, wants_usage = _upstream_body(ctx)
-        reply = await gw.router.call(ctx, call_type, upstream_body, ctx.stream)
+        if dispatcher.runs("during_call", ctx):
+            reply, raw = await _call_during_guards(gw, ctx, call_type, upstream_body)
+        else:
+            reply, raw = await _call(gw, ctx, call_type, upstream_body)
         if ctx.stream:
             return _stream_response(gw, ctx, reply, wants_usage)
-        started = time.perf_counter()
-        raw = await reply.read()
-        ctx.upstream_seconds += time.perf_counter() - started
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise GatewayError(f"{ctx.deployment.provider_display}Exception - upstream returned invalid JSON",
                                status=502, type="api_error") from None
-        if dispatcher.has("post_response"):
+        if dispatcher.runs("post_response", ctx):
             await dispatcher.run_chain("post_response", ctx, response=data)
             raw = orjson.dumps(data)
     except GatewayError as exc:
         finish(gw, ctx, "blocked" if ctx.blocked_by else "failure", exc.status, error=exc)
         resp = error_response(exc, ctx.request_id)
-        resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+        _stamp(gw, ctx, resp)
         return resp
     finish(gw, ctx, "success", 200, response=data, usage=_usage_of(data))
     resp = Response(raw, status=200, content_type="application/json")
-    resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+    _stamp(gw, ctx, resp)
     return resp
+
+
+async def _call(gw: Any, ctx: RequestContext, call_type: str, body: dict[str, Any]) -> tuple[Any, bytes | None]:
+    """The upstream call; a whole reply is read here (a stream is relayed later)."""
+    reply = await gw.router.call(ctx, call_type, body, ctx.stream)
+    if ctx.stream:
+        return reply, None
+    started = time.perf_counter()
+    try:
+        return reply, await reply.read()
+    finally:
+        ctx.upstream_seconds += time.perf_counter() - started
+
+
+async def _call_during_guards(gw: Any, ctx: RequestContext, call_type: str,
+                              body: dict[str, Any]) -> tuple[Any, bytes | None]:
+    """`during_call` guardrails run while the upstream call does; the reply is held until they pass.
+    A block cancels the upstream call (its connection is closed) and is what the client gets; an
+    upstream failure is reported only once the guards have passed, so a block is never hidden."""
+    guards = asyncio.ensure_future(gw.dispatcher.run_chain("during_call", ctx))
+    call = asyncio.ensure_future(_call(gw, ctx, call_type, body))
+    try:
+        await asyncio.wait((guards, call), return_when=asyncio.FIRST_COMPLETED)
+        await guards
+        return await call
+    finally:
+        if not call.done():
+            call.cancel()
+        if not guards.done():
+            guards.cancel()
+        await asyncio.gather(guards, call, return_exceptions=True)
+        if guards.done() and not guards.cancelled() and guards.exception() is not None:
+            await _close_unused(call)
+
+
+async def _close_unused(call: "asyncio.Future[Any]") -> None:
+    """A reply that will not be relayed (a guard blocked): close it, so the upstream stops."""
+    if call.done() and not call.cancelled() and call.exception() is None:
+        reply, _ = call.result()
+        await reply.close()
+
+
+def _stamp(gw: Any, ctx: RequestContext, resp: Response, streaming: bool = False) -> None:
+    for name, value in ctx.response_headers.items():
+        resp.headers[name] = value
+    ctx.headers_sent = streaming  # a stream's later hooks can no longer add headers
+    resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+    if ctx.verdicts or streaming:
+        names = gw.dispatcher.applied(ctx, streaming)
+        if names:
+            resp.headers["x-gateway-guardrails"] = ",".join(names)
 
 
 def overhead_ms(ctx: RequestContext) -> str:
@@ -147,12 +202,12 @@ def finish(gw: Any, ctx: RequestContext, status: str, http_status: int, *, respo
     """Record how the call ended: hand the outcome to the `request_finished` observers."""
     if gw.dispatcher.has("request_finished"):
         outcome = Outcome(status=status, http_status=http_status, response=response, usage=usage,
-                          usage_estimated=estimated, error=error)
-        gw.dispatcher.fire("request_finished", ctx=ctx, outcome=outcome)
+                          usage_estimated=estimated, error=error, annotations=ctx.annotations)
+        gw.dispatcher.finished(ctx, outcome)
 
 
 def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool) -> Response:
-    hold = gw.holds_streams
+    hold = gw.dispatcher.holds_stream(ctx)
 
     def on_end(status: str, error: GatewayError | None, assembler: streaming.Assembler) -> None:
         result = assembler.result() if assembler.first is not None else None
@@ -166,7 +221,7 @@ def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool
                              client_wants_usage=wants_usage, hold=hold, finish=on_end)
     resp = Response(events, status=200, content_type="text/event-stream")
     resp.headers["cache-control"] = "no-cache"
-    resp.headers["x-gateway-overhead-ms"] = overhead_ms(ctx)
+    _stamp(gw, ctx, resp, streaming=True)
     g.streaming = True
     return resp
 

@@ -28,12 +28,15 @@ class ChatMessage(_Open):
 
 
 class GatewayFields(_Open):
-    """What the gateway itself reads; never sent upstream (`metadata`, `tags`)."""
+    """What the gateway itself reads; never sent upstream (`metadata`, `tags`, `guardrails`)."""
 
     user: str | None = Field(None, max_length=255, description="The end user: tracked, budgeted and blockable")
     metadata: dict[str, Any] | None = Field(
         None, description="Gateway only: `tags` (list) and `spend_logs_metadata` (object) land on the spend log")
     tags: list[str] | None = Field(None, description="Gateway only: tags for spend tracking")
+    guardrails: list[str] | None = Field(
+        None, description="Gateway only: guardrails to switch on for this request (GET /guardrails/list); "
+        "`metadata.guardrails` may also map a name to true/false")
 
 
 class ChatCompletionRequest(GatewayFields):

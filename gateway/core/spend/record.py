@@ -44,6 +44,10 @@ class SpendRow:
     blocked_by: str | None = None
     usage_estimated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What was asked and answered, with `general_settings.store_prompts_in_spend_logs` (as logged:
+    #: `logging_only` guardrails have been applied); None otherwise.
+    messages: Any = None
+    response: Any = None
 
 
 def _strings(value: Any) -> list[str]:
@@ -101,7 +105,11 @@ def _to_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) -> SpendRow:
+#: Where each call type's input is in the request body.
+INPUT_FIELD = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
+
+
+def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, store_prompts: bool = False) -> SpendRow:
     principal = ctx.principal
     usage = dict(outcome.usage) if isinstance(outcome.usage, dict) else None
     estimated = bool(outcome.usage_estimated)
@@ -135,6 +143,10 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) 
         metadata["blocked_by"] = ctx.blocked_by
     if ctx.monitored:
         metadata["would_have_blocked"] = ctx.monitored
+    if ctx.verdicts:
+        metadata["guardrails"] = list(ctx.verdicts.values())
+    if ctx.annotations:
+        metadata["annotations"] = ctx.annotations
     if outcome.error is not None and outcome.status != "success":
         metadata["error"] = {"message": clean_text(getattr(outcome.error, "message", str(outcome.error)))[:1000],
                              "type": getattr(outcome.error, "type", type(outcome.error).__name__)}
@@ -147,4 +159,6 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None) 
         end_user=_fit(ctx.end_user) if isinstance(ctx.end_user, str) else None, team_id=principal.team_id,
         request_tags=merge_tags(ctx.body, principal), metadata=metadata, status=outcome.status,
         http_status=outcome.http_status, blocked_by=ctx.blocked_by, usage_estimated=estimated and bool(usage),
+        messages=storable(ctx.body.get(INPUT_FIELD.get(ctx.call_type, "messages"))) if store_prompts else None,
+        response=storable(response) if store_prompts and response is not None else None,
     )

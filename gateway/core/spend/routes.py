@@ -61,6 +61,8 @@ class SpendLogRow(BaseModel):
     request_tags: list[str]
     metadata: dict[str, Any]
     status: str
+    messages: Any = None
+    response: Any = None
 
 
 class DailySpend(BaseModel):
@@ -163,6 +165,7 @@ def row_out(r: SpendLog) -> dict[str, Any]:
         "startTime": r.start_time.isoformat(), "endTime": r.end_time.isoformat(), "model": r.model,
         "model_group": r.model_group, "api_base": r.api_base, "user": r.user, "end_user": r.end_user,
         "team_id": r.team_id, "request_tags": r.request_tags, "metadata": r.metadata, "status": r.status,
+        "messages": r.messages, "response": r.response,
     }
 
 

@@ -335,6 +335,7 @@ def repaired(r: SpendRow) -> SpendRow:
         request_tags=[t for t in (_short(t) for t in r.request_tags) if t],
         metadata=storable(r.metadata) if isinstance(r.metadata, dict) else {}, status=_short(r.status, 16) or "",
         http_status=min(max(int(r.http_status), 0), INT_MAX), blocked_by=_short(r.blocked_by),
+        messages=storable(r.messages), response=storable(r.response),
     )
 
 
@@ -346,4 +347,5 @@ def _columns(r: SpendRow) -> dict[str, Any]:
         "model_group": r.model_group, "api_base": r.api_base, "user": r.user, "end_user": r.end_user,
         "team_id": r.team_id, "request_tags": r.request_tags, "metadata": r.metadata, "status": r.status,
         "http_status": r.http_status, "blocked_by": r.blocked_by, "usage_estimated": r.usage_estimated,
+        "messages": r.messages, "response": r.response,
     }

@@ -52,8 +52,9 @@ class BlockedUserCheck(Plugin):
         if not isinstance(user, str) or user not in self.blocked:
             return
         principal = ctx.principal
-        if principal is not None and principal.permissions.get(self.name, True) in OFF_VALUES:
-            log.debug("blocked_user_check did not run: key %s has permissions.%s=false",
-                      principal.display_name, self.name)
+        # The plugin's name, not the instance's: a guardrail instance answers to its guardrail's name.
+        if principal is not None and principal.permissions.get(type(self).name, True) in OFF_VALUES:
+            log.debug("%s did not run: key %s has permissions.%s=false",
+                      self.name, principal.display_name, type(self).name)
             return
         raise BadRequestError(MESSAGE.format(user), param="user")

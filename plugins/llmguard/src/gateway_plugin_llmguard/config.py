@@ -15,7 +15,7 @@ import os
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import AliasChoices, ConfigDict, Field, SecretStr, field_validator
 
 from gateway import PluginConfig
 
@@ -39,6 +39,8 @@ class LLMGuardConfig(PluginConfig):
     llm_guard_api_base: str | None = Field(
         default_factory=lambda: os.environ.get(BASE_VAR) or None,
         validate_default=True,
+        # `api_base` is how a LiteLLM `guardrails:` entry names it (one guardrail per LLM Guard server).
+        validation_alias=AliasChoices("llm_guard_api_base", "api_base"),
         description=f"Base URL of the LLM Guard API (`http://llm-guard:8000`); the plugin POSTs to "
         f"`<base>/analyze/prompt` (and `<base>/analyze/output`). Default: the {BASE_VAR} environment "
         "variable, read at start-up.",
@@ -46,6 +48,7 @@ class LLMGuardConfig(PluginConfig):
     llm_guard_api_key: SecretStr | None = Field(
         default_factory=lambda: os.environ.get(KEY_VAR) or None,
         validate_default=True,
+        validation_alias=AliasChoices("llm_guard_api_key", "api_key"),
         description=f"Bearer token of the LLM Guard API (its `AUTH_TOKEN`); unset: no Authorization "
         f"header. Default: the {KEY_VAR} environment variable. A secret: never logged.",
     )
