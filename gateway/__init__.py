@@ -26,6 +26,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.plugin import Plugin, PluginConfig, hookimpl
+from gateway.stream_text import StreamText, StreamWindow
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,8 @@ __all__ = [
     "Principal",
     "RateLimitError",
     "RequestContext",
+    "StreamText",
+    "StreamWindow",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamTimeoutError",

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
-uv sync --quiet --all-packages --all-groups --locked
+# --inexact: a plugin installed with `gateway plugins dev` (not in uv.lock) stays installed.
+uv sync --quiet --all-packages --all-groups --locked --inexact
 # The browser tests drive Debian's chromium with Playwright (never `playwright install`, which
 # downloads browsers from outside). CI runs as root on Debian; elsewhere install it yourself.
 if [ ! -x /usr/bin/chromium ]; then

@@ -2,6 +2,8 @@
 
     gateway --config config.yaml [--host H] [--port 4000] [--num_workers N] [--detailed_debug]
     gateway plugins [--config config.yaml] [--json]
+    gateway plugins new NAME [--dir DIR] [--template DIR]
+    gateway plugins dev PATH
     gateway migrate [--config config.yaml] [--check]
     gateway audit verify [--config config.yaml]
 """
@@ -19,6 +21,7 @@ import gateway
 from gateway.core.db import Database, SchemaOutdatedError
 from gateway.core.plugins import PluginError
 from gateway.core.providers.deployment import DeploymentError
+from gateway.core.scaffold import plugins_dev, plugins_new
 from gateway.core.settings import ConfigError
 
 
@@ -168,7 +171,12 @@ def migrate(argv: Sequence[str]) -> int:
 
 
 def plugins(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="gateway plugins", description="List installed and enabled plugins.")
+    if argv and argv[0] in PLUGIN_COMMANDS:
+        return PLUGIN_COMMANDS[argv[0]](argv[1:])
+    p = argparse.ArgumentParser(
+        prog="gateway plugins", description="List installed and enabled plugins.",
+        epilog="Also: `gateway plugins new NAME` (a new plugin from the template) and "
+               "`gateway plugins dev PATH` (install a plugin you are writing into this environment).")
     p.add_argument("--config", "-c")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -191,6 +199,9 @@ def plugins(argv: Sequence[str]) -> int:
         print(f"  {row['priority']:>5}  {row['name']:<26} mode={row['mode']} on_error={row['on_error']} "
               f"timeout_s={row['timeout_s']} hooks={','.join(row['hooks'])} ({row['enabled_by']})")
     return 0
+
+
+PLUGIN_COMMANDS = {"new": plugins_new, "dev": plugins_dev}
 
 
 def audit(argv: Sequence[str]) -> int:

@@ -13,7 +13,7 @@ from itertools import combinations, pairwise
 import pytest
 from gateway_plugin_banned_keywords import BannedKeywords, BannedKeywordsConfig, Matcher
 
-from gateway import BadRequestError, Principal, RequestContext
+from gateway import BadRequestError, Principal, RequestContext, StreamText
 
 KEYWORDS = ["hello", "llama", "Secret Project"]
 LOWER = [k.lower() for k in KEYWORDS]
@@ -51,7 +51,7 @@ async def run(plugin: BannedKeywords, pieces: list[str], chat: bool = True) -> t
             return sent, err.message
         choice = c["choices"][0]
         sent.append(choice["delta"].get("content", "") if chat else choice["text"])
-        held = ctx.state_for(plugin.name)["held"].get(0, "")
+        held = StreamText.of(ctx, plugin.name).held(0)
         assert len(held) <= plugin.matcher.max_held
     return sent, None
 
@@ -95,7 +95,7 @@ async def test_choices_are_held_and_flushed_separately(plugin):
     c = {"choices": [{"index": 0, "delta": {"content": "p"}, "finish_reason": "stop"}]}
     await plugin.stream_chunk(ctx, c)
     assert c["choices"][0]["delta"] == {"content": "help"}
-    assert ctx.state_for(plugin.name)["held"] == {}
+    assert StreamText.of(ctx, plugin.name).pending == {}
 
 
 async def test_chunks_without_text_keep_the_held_text_waiting(plugin):

@@ -1,10 +1,11 @@
 """The plugin: refuse a request, a reply or a stream that contains a banned keyword.
 
 Requests are checked in `pre_request`, replies in `post_response`, streams chunk by chunk in
-`stream_chunk`. A keyword can be split across two chunks, so each choice's stream keeps back the
-end of its text that could start a keyword (never more than the longest keyword less one
+`stream_chunk`. A keyword can be split across any number of chunks, so each choice's stream keeps
+back the end of its text that could start a keyword (never more than the longest keyword less one
 character) and sends it with the next chunk of that choice, or with its `finish_reason` chunk: the
-client never receives a banned keyword whole, and clean text arrives unchanged.
+client never receives a banned keyword whole, and clean text arrives unchanged. The hold-back is
+`gateway.StreamText`, the helper any plugin can use for the same job.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text
+from gateway import BadRequestError, Plugin, RequestContext, StreamText, hookimpl, iter_request_text
 from gateway_plugin_banned_keywords.config import BannedKeywordsConfig
 from gateway_plugin_banned_keywords.keywords import Matcher, read_keyword_file
 
@@ -68,7 +69,8 @@ class BannedKeywords(Plugin):
 
     def _off_for(self, ctx: RequestContext) -> bool:
         principal = ctx.principal
-        return principal is not None and principal.permissions.get(self.name, True) in _OFF_VALUES
+        # The plugin's name, not the instance's: a guardrail instance answers to its guardrail's name.
+        return principal is not None and principal.permissions.get(type(self).name, True) in _OFF_VALUES
 
     def _banned(self, ctx: RequestContext, word: str, where: str) -> BadRequestError:
         who = ctx.principal.display_name if ctx.principal is not None else "-"
@@ -100,37 +102,21 @@ class BannedKeywords(Plugin):
         """Scan each choice's new text together with what was held back from its last chunk."""
         if self._off_for(ctx):
             return
-        state = ctx.state_for(self.name)
-        held: dict[Any, str] = state.setdefault("held", {})
-        chat = ctx.call_type == "acompletion"
         banned = None
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            index = choice.get("index", 0)
-            container = choice.get("delta") if chat else choice
-            key = "content" if chat else "text"
-            new = container.get(key) if isinstance(container, dict) else None
-            new = new if isinstance(new, str) else ""
-            pending = held.pop(index, "")
-            finished = bool(choice.get("finish_reason"))
-            if not new and not (finished and pending):
-                if pending:
-                    held[index] = pending  # a chunk without text (a role, a tool call): keep waiting
-                continue
-            text = pending + new
-            word = self.matcher.find(text)
-            # With a keyword found the text goes out whole: enforce mode discards this chunk, and
-            # monitor mode (the framework lets it through) must deliver the reply unchanged.
-            keep = 0 if word is not None or finished else self.matcher.held_back(text)
-            if keep:
-                held[index] = text[-keep:]
-                text = text[:-keep]
-            if not isinstance(container, dict):
-                container = choice["delta"] = {}
-            container[key] = text
-            if word is not None and banned is None:
+        matcher = self.matcher
+        for window in StreamText.of(ctx, self.name, max_hold=matcher.max_held).feed(chunk):
+            text = window.text
+            word = matcher.find(text)
+            if word is None:
+                keep = matcher.held_back(text)
+                if keep:
+                    window.hold(keep)
+            elif banned is None:
+                # With a keyword found the window goes out whole (nothing held): enforce mode
+                # discards this chunk, and monitor mode must deliver the reply unchanged.
                 banned = word
-        if banned is not None and not state.get("reported"):
-            state["reported"] = True  # once per stream: monitor mode records one entry, not one per chunk
-            raise self._banned(ctx, banned, "streamed reply")
+        if banned is not None:
+            state = ctx.state_for(self.name)
+            if not state.get("reported"):
+                state["reported"] = True  # once per stream: monitor mode records one entry, not one per chunk
+                raise self._banned(ctx, banned, "streamed reply")

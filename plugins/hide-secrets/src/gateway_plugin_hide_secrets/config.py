@@ -45,6 +45,14 @@ class HideSecretsConfig(PluginConfig):
         "unset: no limit (the plugin's `timeout_s` still bounds the time a scan may take).",
     )
 
+    hide_secrets_redact_replies: bool = Field(
+        False,
+        description="Also redact secrets in the model's replies: a JSON reply before it leaves, a "
+        "stream as it goes (each choice's unfinished line is held back while it may hold a secret, "
+        "at most `hide_secrets_chunk_kib` of it; otherwise only its unfinished last word). False: "
+        "only requests are redacted, and streams pass through untouched.",
+    )
+
     @field_validator("hide_secrets_disabled_detectors")
     @classmethod
     def _strip_names(cls, names: list[str]) -> list[str]:

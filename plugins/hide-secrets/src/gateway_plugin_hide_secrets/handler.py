@@ -1,4 +1,5 @@
-"""The plugin: redact secrets from a request's text in `pre_request`, before it leaves the gateway.
+"""The plugin: redact secrets from a request's text in `pre_request`, before it leaves the gateway;
+with `hide_secrets_redact_replies`, from replies too (`post_response`, and `stream_chunk` for streams).
 
 Threading: detect-secrets is not thread-safe and its scans are pure CPU (about a millisecond per
 KiB when every line is scanned). All of it runs in one dedicated thread per plugin instance (a
@@ -9,6 +10,10 @@ Clean text never gets that far: the pre-filter (literal searches and a few small
 job only the lines it picked are scanned, each with only the detectors that can fire there.
 Only the detector names are checked when the plugin is created (importing detect-secrets then),
 so that a typo stops the gateway before it serves.
+
+Streams (`hide_secrets_redact_replies`) go through `gateway.StreamText`: each choice's text is cut
+where nothing after the cut can still change what is found before it (`stream_cut`), the part
+before the cut is redacted and sent, and the rest waits for the choice's next chunk.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import logging
 import re
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text_slots
+from gateway import BadRequestError, Plugin, RequestContext, StreamText, hookimpl, iter_request_text_slots
 from gateway_plugin_hide_secrets.config import HideSecretsConfig
 
 # Under the `gateway` logger, so the server's log level and format apply to it.
@@ -31,6 +36,53 @@ _OFF_VALUES = (False, "false", "False", "off", "no", "0", 0)
 
 
 _WHITESPACE = re.compile(r"\s")
+#: The first line of a multi-line secret (a PEM / SSH2 private key, a PuTTY key file) and its last.
+_BLOCK_BEGIN = re.compile(r"-{4,5} ?BEGIN\b|PuTTY-User-Key-File")
+_BLOCK_END = re.compile(r"-{4,5} ?END\b|Private-MAC:")
+#: The text ends with what could still become a BEGIN line (`---- BEGIN` has a space in it).
+_BLOCK_BEGIN_START = re.compile(r"-{4,5} ?(?:B(?:E(?:G(?:IN?)?)?)?)?\Z")
+
+
+def stream_cut(text: str, may_contain: Callable[[str], bool], cap: int) -> int:
+    """Where to cut one choice's streamed text: `text[:cut]` is scanned and sent, `text[cut:]`
+    waits for more text. Every secret detect-secrets finds lies on one line, except a private key
+    (from its BEGIN line to its END line). So what waits is:
+    - the unfinished last line, when the pre-filter says it may hold a secret;
+    - else only the unfinished last word (a token still growing), or a key block's first dashes;
+    - and a key block whose END line is not whole yet, from its BEGIN line.
+    Never more than `cap` characters wait: past that, the cut moves to the first whitespace of the
+    last `cap` characters (or to the end)."""
+    line = text.rfind("\n") + 1
+    if may_contain(text[line:]):
+        cut = line
+    else:
+        cut = max(line, text.rfind(" ") + 1, text.rfind("\t") + 1, text.rfind("\r") + 1)
+        dashes = _BLOCK_BEGIN_START.search(text, line)
+        if dashes is not None:
+            cut = min(cut, dashes.start())
+    begin = -1
+    for m in _BLOCK_BEGIN.finditer(text):
+        begin = m.start()
+    if begin >= 0:
+        end = _BLOCK_END.search(text, begin)
+        if end is None or text.find("\n", end.end()) == -1:  # no END line yet, or not a whole one
+            cut = min(cut, text.rfind("\n", 0, begin) + 1)
+    if len(text) - cut > cap:
+        m = _WHITESPACE.search(text, len(text) - cap)
+        cut = len(text) if m is None else m.end()
+    return cut
+
+
+def reply_text_slots(response: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Where a JSON reply's text is: each choice's `message.content` (chat) or `text`."""
+    for choice in response.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            yield message, "content"
+        if isinstance(choice.get("text"), str):
+            yield choice, "text"
 
 
 def chunks(text: str, size: int) -> Iterator[tuple[int, int]]:
@@ -74,6 +126,11 @@ class HideSecrets(Plugin):
         from gateway_plugin_hide_secrets.engine import check_detector_names
 
         check_detector_names(config.hide_secrets_disabled_detectors)
+        if not config.hide_secrets_redact_replies:
+            # Replies are not ours to touch: leave the reply hooks unregistered (pluggy skips an
+            # instance attribute that is not a function), so streams pass through unparsed.
+            self.post_response = None  # type: ignore[method-assign, assignment]
+            self.stream_chunk = None  # type: ignore[method-assign, assignment]
 
     # -- lifecycle -----------------------------------------------------------------------------
     @hookimpl
@@ -109,13 +166,16 @@ class HideSecrets(Plugin):
             self._executor = None
 
     # -- the request path ------------------------------------------------------------------------
+    def _off_for(self, ctx: RequestContext) -> bool:
+        principal = ctx.principal
+        return principal is not None and principal.permissions.get("hide_secrets", True) in _OFF_VALUES
+
     @hookimpl
     async def pre_request(self, ctx: RequestContext) -> None:
         """Replace every secret in the request's text with `[REDACTED]`, in place."""
-        principal = ctx.principal
-        if principal is not None and principal.permissions.get("hide_secrets", True) in _OFF_VALUES:
+        if self._off_for(ctx):
             log.debug("hide_secrets did not run: key %s has permissions.hide_secrets=false",
-                      principal.display_name)
+                      ctx.principal.display_name)
             return
         slots = list(iter_request_text_slots(ctx.body))
         if not slots:
@@ -129,8 +189,54 @@ class HideSecrets(Plugin):
         ctx.state_for(self.name)["types"] = found
         log.warning("Detected and redacted secrets in message: %s", found)
 
-    async def redact(self, texts: list[str]) -> tuple[list[str], set[str]]:
-        """Redact the texts of one request; return them and the detector types found.
+    @hookimpl
+    async def post_response(self, ctx: RequestContext, response: dict[str, Any]) -> None:
+        """A JSON reply's text (`hide_secrets_redact_replies`); a stream is redacted as it goes."""
+        if ctx.stream or self._off_for(ctx):
+            return
+        slots = list(reply_text_slots(response))
+        if not slots:
+            return
+        redacted, types = await self.redact([c[k] for c, k in slots], request=False)
+        if not types:
+            return
+        for (container, key), new in zip(slots, redacted, strict=True):
+            container[key] = new
+        self._reply_redacted(ctx, types)
+
+    @hookimpl
+    async def stream_chunk(self, ctx: RequestContext, chunk: dict[str, Any]) -> None:
+        """Each choice's streamed text (`hide_secrets_redact_replies`): what can no longer grow into
+        a secret is redacted and sent; the rest (see `stream_cut`) waits for the next chunk."""
+        if self._off_for(ctx):
+            return
+        if self._prefilter is None:
+            raise RuntimeError("hide_secrets scanner is not running")
+        found: set[str] = set()
+        cap = self._chunk_chars
+        for window in StreamText.of(ctx, self.name, max_hold=cap).feed(chunk):
+            if not window.final:
+                text = window.text
+                window.hold(len(text) - stream_cut(text, self._prefilter.may_contain, cap))
+            head = window.released
+            if head and self._prefilter.may_contain(head):
+                (clean,), types = await self.redact([head], request=False)
+                if types:
+                    found |= types
+                    window.released = clean
+        if found:
+            self._reply_redacted(ctx, found)
+
+    def _reply_redacted(self, ctx: RequestContext, types: set[str]) -> None:
+        state = ctx.state_for(self.name)
+        seen = set(state.get("reply_types") or ())
+        state["reply_types"] = sorted(seen | types)
+        if not types <= seen:  # one line per new type: a stream is not a log flood
+            log.warning("Detected and redacted secrets in reply: %s", sorted(types - seen))
+
+    async def redact(self, texts: list[str], request: bool = True) -> tuple[list[str], set[str]]:
+        """Redact the texts of one request (or, `request=False`, of one reply, which the size cap
+        does not concern); return them and the detector types found.
 
         The pre-filter runs here, on the loop (microseconds per KiB): clean text never leaves it.
         The rest is scanned in the scanner thread, in jobs of about `hide_secrets_chunk_kib`. Every
@@ -146,7 +252,7 @@ class HideSecrets(Plugin):
         dirty = [i for i, (t, low) in enumerate(zip(texts, lows, strict=True)) if self._prefilter.may_contain(t, low)]
         if not dirty:
             return texts, set()
-        limit = self.config.hide_secrets_max_text_kib
+        limit = self.config.hide_secrets_max_text_kib if request else None  # replies: `timeout_s` bounds them
         total = sum(len(texts[i]) for i in dirty)
         if limit is not None and total > limit * 1024:
             raise BadRequestError(
