@@ -26,6 +26,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.plugin import Plugin, PluginConfig, hookimpl
+from gateway.provider import Provider, ProviderError, StreamTranslator, UpstreamRequest
 from gateway.stream_text import StreamText, StreamWindow
 
 __version__ = "0.1.0"
@@ -43,14 +44,18 @@ __all__ = [
     "PermissionDeniedError",
     "Plugin",
     "PluginConfig",
+    "Provider",
+    "ProviderError",
     "Principal",
     "RateLimitError",
     "RequestContext",
     "StreamText",
+    "StreamTranslator",
     "StreamWindow",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "UpstreamRequest",
     "hookimpl",
     "iter_request_text",
     "iter_request_text_slots",

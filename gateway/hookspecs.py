@@ -41,6 +41,13 @@ def routes(gateway: Any) -> list[Any] | None:
     Every plugin's are collected; routes are authenticated like the core's."""
 
 
+@hookspec
+def providers(gateway: Any) -> list[Any] | None:
+    """App build (sync): return `gateway.Provider` instances, each serving the model prefix it
+    names (`anthropic/...`). Every plugin's are collected; two plugins claiming one prefix stop
+    start-up. The core's own providers come through this hook too."""
+
+
 @hookspec(firstresult=True)
 async def auth(request: Any, api_key: str, gateway: Any) -> Any:
     """Each authenticated request, after the master key was checked. `api_key` is the raw key

@@ -19,6 +19,8 @@ from gateway.core.access import AccessPolicy
 from gateway.core.body_limit import BodyLimit
 from gateway.core.enforced_params import enforced_params
 from gateway.builtins.audit_store import AuditStore
+from gateway.builtins.providers import BuiltinProviders
+from gateway.core.providers import registry as providers
 from gateway.builtins.spend_logs import SpendLogs
 from gateway.builtins.virtual_keys import VirtualKeys
 from gateway.core.access_log import AccessLog
@@ -116,10 +118,12 @@ def create_app(settings: Settings) -> Quart:
     host.discover(settings.raw)
     host.add_builtin(VirtualKeys)
     host.add_builtin(SpendLogs)
+    host.add_builtin(BuiltinProviders)
     if AuditStore.wanted(settings):
         host.add_builtin(AuditStore)
     gw = Gateway(settings, host)
     host.instantiate(settings, gw)
+    gw.router.load(providers.collect(host, gw))
     gw.dispatcher = Dispatcher(host)
     gw.guardrails = Selection(host.guardrails)
 

@@ -52,12 +52,8 @@ class Router:
     """Owns the deployments and the pooled upstream clients."""
 
     def __init__(self, settings: Any) -> None:
-        default_timeout = settings.file.router_settings.timeout or settings.file.litellm_settings.get("request_timeout") or 600.0
-        stream_total = settings.file.router_settings.stream_total_timeout or DEFAULT_STREAM_TOTAL_TIMEOUT
+        self.settings = settings
         self.groups: dict[str, list[Deployment]] = {}
-        for i, entry in enumerate(settings.file.model_list):
-            dep = resolve(i, entry, float(default_timeout), stream_total)
-            self.groups.setdefault(dep.model_name, []).append(dep)
         self.num_retries = settings.num_retries
         cooldown = settings.file.router_settings.cooldown_time
         self.cooldown_time = 5.0 if cooldown is None else float(cooldown)
@@ -66,6 +62,17 @@ class Router:
         self.upstreams = openai_compatible.SessionPool() if transport == "aiohttp" else self.pool
         #: Where a call that failed on every attempt is reported (the app sets `Gateway.alert`).
         self.alert: Callable[[AlertEvent], None] | None = None
+
+    def load(self, providers: Any) -> None:
+        """Resolve `model_list` with the providers the plugins offer (raises DeploymentError)."""
+        file = self.settings.file
+        default_timeout = file.router_settings.timeout or file.litellm_settings.get("request_timeout") or 600.0
+        stream_total = file.router_settings.stream_total_timeout or DEFAULT_STREAM_TOTAL_TIMEOUT
+        groups: dict[str, list[Deployment]] = {}
+        for i, entry in enumerate(file.model_list):
+            dep = resolve(i, entry, float(default_timeout), stream_total, providers)
+            groups.setdefault(dep.model_name, []).append(dep)
+        self.groups = groups
 
     def model_names(self) -> list[str]:
         return list(self.groups)

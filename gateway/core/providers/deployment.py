@@ -8,32 +8,6 @@ from typing import Any, AsyncIterator, Protocol
 
 from gateway.core.providers.urls import safe_url, split_credentials
 
-# Providers that speak the OpenAI wire format, with their default base URL and key variable.
-OPENAI_COMPATIBLE: dict[str, tuple[str | None, str | None]] = {
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "text-completion-openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "custom_openai": (None, "OPENAI_API_KEY"),
-    "openai_like": (None, None),
-    "azure": (None, "AZURE_API_KEY"),
-    "azure_text": (None, "AZURE_API_KEY"),
-    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    "deepseek": ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-    "together_ai": ("https://api.together.xyz/v1", "TOGETHERAI_API_KEY"),
-    "fireworks_ai": ("https://api.fireworks.ai/inference/v1", "FIREWORKS_AI_API_KEY"),
-    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-    "perplexity": ("https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"),
-    "xai": ("https://api.x.ai/v1", "XAI_API_KEY"),
-    "anthropic": ("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY"),
-    "gemini": ("https://generativelanguage.googleapis.com/v1beta/openai", "GEMINI_API_KEY"),
-    "hosted_vllm": (None, None),
-    "vllm": (None, None),
-    "ollama": ("http://localhost:11434/v1", None),
-    "ollama_chat": ("http://localhost:11434/v1", None),
-    "lm_studio": ("http://localhost:1234/v1", None),
-}
-DISPLAY_NAMES = {"openai": "OpenAI", "azure": "Azure", "fake": "Fake", "text-completion-openai": "OpenAI"}
-SUPPORTED_PROVIDERS = sorted([*OPENAI_COMPATIBLE, "fake"])
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 # A stream may last an hour unless configured otherwise: long enough for any honest generation,
 # short enough that a stream trickling forever is cut.
@@ -67,10 +41,16 @@ class Deployment:
     basic_auth: str | None = field(default=None, repr=False)  # `Basic ...` from userinfo in api_base
     display_base: str | None = None  # api_base as it may be written anywhere (`urls.safe_url`)
     cooldown_until: float = 0.0
+    #: The whole `litellm_params` entry, for providers' own keys (`vertex_project`, `aws_region_name`).
+    params: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The `gateway.Provider` that serves it (None for the built-in `fake/`).
+    handler: Any = field(default=None, repr=False)
 
     @property
     def provider_display(self) -> str:
-        return DISPLAY_NAMES.get(self.provider, self.provider.replace("_", " ").title().replace(" ", ""))
+        if self.handler is not None and self.handler.display_name:
+            return self.handler.display_name
+        return "Fake" if self.provider == "fake" else self.provider.replace("_", " ").title().replace(" ", "")
 
     def redact(self, text: str) -> str:
         """Upstream text with this deployment's key masked: some upstreams echo the key in errors."""
@@ -86,32 +66,41 @@ class Deployment:
                 "model": self.upstream_model, "api_base": self.display_base}
 
 
+def _first_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
 def resolve(index: int, entry: Any, default_timeout: float,
-            default_stream_total: float = DEFAULT_STREAM_TOTAL_TIMEOUT) -> Deployment:
-    """Turn a validated `ModelEntry` into a Deployment, or raise DeploymentError naming the key."""
+            default_stream_total: float = DEFAULT_STREAM_TOTAL_TIMEOUT, providers: Any = None) -> Deployment:
+    """Turn a validated `ModelEntry` into a Deployment, or raise DeploymentError naming the key.
+    `providers` (a `registry.Providers`) says which provider serves the model's prefix."""
+    from gateway.core.providers.registry import PROVIDER_DISTRIBUTIONS
+
     params = entry.litellm_params
     where = f"model_list.{index}.litellm_params.model"
     model = params.model
-    if "/" in model:
-        provider, upstream = model.split("/", 1)
+    if providers is None:
+        provider, upstream = model.split("/", 1) if "/" in model else ("openai", model)
     else:
-        provider, upstream = ("openai", model)
-    if provider not in OPENAI_COMPATIBLE and provider != "fake":
-        raise DeploymentError(
-            f"{where}: provider {provider!r} is not supported; use one of: {', '.join(SUPPORTED_PROVIDERS)}"
-        )
+        provider, upstream = providers.split(model)
+    handler = providers.get(provider) if providers is not None else None
+    if handler is None and provider != "fake":
+        if provider in PROVIDER_DISTRIBUTIONS:
+            raise DeploymentError(f"{where}: provider {provider!r} is not installed; install it with: "
+                                  f"pip install {PROVIDER_DISTRIBUTIONS[provider]}")
+        known = ", ".join([*(providers.names() if providers is not None else ()), "fake"])
+        raise DeploymentError(f"{where}: provider {provider!r} is not supported; use one of: {known}")
     if not upstream:
         raise DeploymentError(f"{where}: {model!r} names no model after the provider")
     api_base = params.api_base
     api_key = params.api_key
     basic_auth = None
-    if provider != "fake":
-        default_base, key_var = OPENAI_COMPATIBLE[provider]
-        if provider.startswith("azure"):
-            api_base = api_base or os.environ.get("AZURE_API_BASE")
-        elif provider in ("openai", "text-completion-openai"):
-            api_base = api_base or os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL")
-        api_base = api_base or default_base
+    if handler is not None:
+        api_base = api_base or _first_env(handler.api_base_env) or handler.default_api_base
         if not api_base:
             raise DeploymentError(
                 f"model_list.{index}.litellm_params.api_base: provider {provider!r} needs an api_base"
@@ -119,14 +108,14 @@ def resolve(index: int, entry: Any, default_timeout: float,
         if not api_base.startswith(("http://", "https://")):
             raise DeploymentError(f"model_list.{index}.litellm_params.api_base: must start with http:// or https://")
         api_base, basic_auth = split_credentials(api_base)
-        if api_key is None and key_var:
-            api_key = os.environ.get(key_var)
+        if api_key is None:
+            api_key = _first_env(handler.api_key_env)
     api_version = params.api_version
     if provider.startswith("azure"):
         api_version = api_version or os.environ.get("AZURE_API_VERSION") or DEFAULT_AZURE_API_VERSION
     timeout = params.timeout or default_timeout
     info = dict(entry.model_info)
-    return Deployment(
+    dep = Deployment(
         id=str(info.get("id") or f"{entry.model_name}-{index}"),
         model_name=entry.model_name,
         provider=provider,
@@ -145,7 +134,15 @@ def resolve(index: int, entry: Any, default_timeout: float,
         model_info=info,
         basic_auth=basic_auth,
         display_base=safe_url(api_base),
+        params=params.model_dump(exclude_none=True),
+        handler=handler,
     )
+    if handler is not None:
+        try:
+            handler.check(dep)
+        except ValueError as exc:
+            raise DeploymentError(f"model_list.{index}.litellm_params: {exc}") from None
+    return dep
 
 
 class UpstreamReply(Protocol):

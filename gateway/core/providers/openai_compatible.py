@@ -22,12 +22,13 @@ from httpx_aiohttp import AiohttpTransport
 from gateway.core.logsafe import capped_body, safe_headers
 from gateway.core.providers.deployment import Deployment
 from gateway.core.providers.urls import safe_url
-from gateway.errors import UpstreamConnectionError, UpstreamTimeoutError
+from gateway.core.providers.translated import TranslatedReply
+from gateway.errors import BadRequestError, UpstreamConnectionError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.upstream")
 
 CONNECT_TIMEOUTS = tuple(t for t in (getattr(aiohttp, "ConnectionTimeoutError", None), httpx.ConnectTimeout) if t)
-PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings"}
+CALL_NAMES = {"acompletion": "chat completions", "atext_completion": "text completions", "aembedding": "embeddings"}
 
 
 class HttpReply:
@@ -118,25 +119,12 @@ class ClientPool:
             await c.aclose()
 
 
-def build_request(dep: Deployment, call_type: str, body: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
-    """URL, headers and JSON bytes for one upstream call."""
-    path = PATHS[call_type]
-    base = dep.api_base.rstrip("/")  # type: ignore[union-attr]
-    headers = {"content-type": "application/json", "accept": "application/json"}
-    if dep.provider.startswith("azure"):
-        url = f"{base}/openai/deployments/{dep.upstream_model}/{path}?api-version={dep.api_version}"
-        if dep.api_key:
-            headers["api-key"] = dep.api_key
-    else:
-        url = f"{base}/{path}"
-        if dep.api_key:
-            headers["authorization"] = f"Bearer {dep.api_key}"
-    if dep.basic_auth:  # as LiteLLM's HTTP client does, userinfo in api_base wins over a bearer key
-        headers["authorization"] = dep.basic_auth
-    headers.update(dep.extra_headers)
+def build_request(dep: Deployment, call_type: str, body: dict[str, Any], stream: bool = False) -> tuple[str, dict[str, str], bytes]:
+    """URL, headers and body bytes for one upstream call, in the deployment's provider's format."""
     body = dict(body)
     body["model"] = dep.upstream_model
-    return url, headers, orjson.dumps(body)
+    req = dep.handler.build_request(dep, call_type, body, stream)
+    return req.url, req.headers, req.body
 
 
 class SessionReply:
@@ -202,7 +190,10 @@ def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
 
 async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
     """POST one call upstream; returns once the status and headers are in."""
-    url, headers, content = build_request(dep, call_type, body)
+    if call_type not in dep.handler.call_types:
+        raise BadRequestError(f"{dep.provider_display}Exception - {dep.provider} does not serve {CALL_NAMES[call_type]} "
+                              f"(deployment {dep.model_name})")
+    url, headers, content = build_request(dep, call_type, body, stream)
     _log_outgoing(url, headers, content)
     timeout = dep.stream_timeout if stream else dep.timeout
     deadline = asyncio.get_running_loop().time() + timeout
@@ -213,8 +204,10 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
                 response = await pool.get(url).post(url, data=content, headers=headers, timeout=client_timeout)
         except Exception as exc:
             raise map_transport_error(exc, dep) from None
-        return SessionReply(response, dep, deadline)
-    return await _send_httpx(pool, dep, url, headers, content, timeout, deadline)
+        reply: Any = SessionReply(response, dep, deadline)
+    else:
+        reply = await _send_httpx(pool, dep, url, headers, content, timeout, deadline)
+    return reply if dep.handler.passthrough else TranslatedReply(reply, dep, call_type, stream)
 
 
 async def _send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,

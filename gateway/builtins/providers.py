@@ -1,0 +1,17 @@
+"""The core's model providers, offered through the `providers` hook like any plugin's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.core.providers import openai_family
+from gateway.plugin import Plugin, hookimpl
+
+
+class BuiltinProviders(Plugin):
+    name = "builtin_providers"
+    priority = 0
+
+    @hookimpl
+    def providers(self, gateway: Any) -> list[Any]:
+        return openai_family.family()
