@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.providers import openai_family
+from gateway.core.providers import anthropic, gemini, ollama, openai_family
 from gateway.plugin import Plugin, hookimpl
 
 
@@ -14,4 +14,6 @@ class BuiltinProviders(Plugin):
 
     @hookimpl
     def providers(self, gateway: Any) -> list[Any]:
-        return openai_family.family()
+        # The native providers come last: where one serves a prefix of the OpenAI-compatible
+        # family (anthropic, gemini, ollama), it replaces the family's member.
+        return [*openai_family.family(), *anthropic.providers(), *ollama.providers(), *gemini.providers()]
