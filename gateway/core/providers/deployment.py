@@ -9,6 +9,12 @@ from typing import Any, AsyncIterator, Protocol
 from gateway.core.providers.urls import safe_url, split_credentials
 
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+#: Request parameters a deployment may set in its `litellm_params`, as LiteLLM applies them: they
+#: are defaults, and a request that sends the same parameter wins.
+REQUEST_DEFAULTS = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "n", "stop",
+                    "presence_penalty", "frequency_penalty", "logit_bias", "seed", "response_format",
+                    "reasoning_effort", "thinking", "parallel_tool_calls", "logprobs", "top_logprobs",
+                    "service_tier", "tool_choice", "modalities", "dimensions", "encoding_format")
 # A stream may last an hour unless configured otherwise: long enough for any honest generation,
 # short enough that a stream trickling forever is cut.
 DEFAULT_STREAM_TOTAL_TIMEOUT = 3600.0
@@ -41,6 +47,14 @@ class Deployment:
     basic_auth: str | None = field(default=None, repr=False)  # `Basic ...` from userinfo in api_base
     display_base: str | None = None  # api_base as it may be written anywhere (`urls.safe_url`)
     cooldown_until: float = 0.0
+    #: Request parameters set on the deployment (`REQUEST_DEFAULTS`); the request's own win.
+    defaults: dict[str, Any] = field(default_factory=dict)
+    #: Merged into every upstream body last (LiteLLM's `extra_body`).
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    #: Never sent upstream (LiteLLM's `additional_drop_params`).
+    drop_params: tuple[str, ...] = ()
+    #: TLS verification: None (default), False (`ssl_verify: false`), or a CA bundle path.
+    ssl_verify: bool | str | None = None
     #: The whole `litellm_params` entry, for providers' own keys (`vertex_project`, `aws_region_name`).
     params: dict[str, Any] = field(default_factory=dict, repr=False)
     #: The `gateway.Provider` that serves it (None for the built-in `fake/`).
@@ -115,6 +129,22 @@ def resolve(index: int, entry: Any, default_timeout: float,
         api_version = api_version or os.environ.get("AZURE_API_VERSION") or DEFAULT_AZURE_API_VERSION
     timeout = params.timeout or default_timeout
     info = dict(entry.model_info)
+    extra = params.model_extra or {}
+    extra_body = extra.get("extra_body") or {}
+    if not isinstance(extra_body, dict):
+        raise DeploymentError(f"model_list.{index}.litellm_params.extra_body: must be a mapping")
+    drop = extra.get("additional_drop_params") or []
+    if not (isinstance(drop, list) and all(isinstance(d, str) for d in drop)):
+        raise DeploymentError(f"model_list.{index}.litellm_params.additional_drop_params: must be a list of names")
+    ssl_verify = extra.get("ssl_verify")
+    if isinstance(ssl_verify, str) and ssl_verify.strip().lower() in ("false", "0", "no", "true", "1", "yes"):
+        ssl_verify = ssl_verify.strip().lower() in ("true", "1", "yes")
+    if isinstance(ssl_verify, str) and not os.path.isfile(ssl_verify):
+        raise DeploymentError(f"model_list.{index}.litellm_params.ssl_verify: {ssl_verify!r} is neither true, "
+                              "false nor an existing CA bundle file")
+    if ssl_verify is True:
+        ssl_verify = None
+    defaults = {k: v for k, v in extra.items() if k in REQUEST_DEFAULTS and v is not None}
     dep = Deployment(
         id=str(info.get("id") or f"{entry.model_name}-{index}"),
         model_name=entry.model_name,
@@ -136,6 +166,10 @@ def resolve(index: int, entry: Any, default_timeout: float,
         display_base=safe_url(api_base),
         params=params.model_dump(exclude_none=True),
         handler=handler,
+        defaults=defaults,
+        extra_body=dict(extra_body),
+        drop_params=tuple(drop),
+        ssl_verify=ssl_verify,
     )
     if handler is not None:
         try:

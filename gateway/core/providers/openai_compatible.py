@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
@@ -98,17 +99,19 @@ class ClientPool:
         self._max = max_connections
         self._transport = transport
 
-    def get(self, url: str) -> httpx.AsyncClient:
+    def get(self, url: str, verify: Any = True) -> httpx.AsyncClient:
+        """`verify`: True, False, or an `ssl.SSLContext` (a deployment's `ssl_verify`)."""
         parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
+        key = f"{parts.scheme}://{parts.netloc}" + ("" if verify is True else f"#{id(verify) if verify else 'insecure'}")
         client = self._clients.get(key)
         if client is None:
             limits = httpx.Limits(max_connections=self._max, max_keepalive_connections=self._max)
             if self._transport == "httpx":
-                client = httpx.AsyncClient(limits=limits, timeout=None, trust_env=False)
+                client = httpx.AsyncClient(limits=limits, timeout=None, trust_env=False, verify=verify)
             else:
                 client = httpx.AsyncClient(
-                    transport=AiohttpTransport(limits=limits, trust_env=False), timeout=None, trust_env=False
+                    transport=AiohttpTransport(limits=limits, trust_env=False, verify=verify), timeout=None,
+                    trust_env=False,
                 )
             self._clients[key] = client
         return client
@@ -119,10 +122,30 @@ class ClientPool:
             await c.aclose()
 
 
+_contexts: dict[str, ssl.SSLContext] = {}
+
+
+def tls_of(dep: Deployment) -> Any:
+    """How to check the upstream's certificate: True (the default), False (`ssl_verify: false`),
+    or a context trusting the deployment's CA bundle (`ssl_verify: /path/ca.pem`)."""
+    if dep.ssl_verify is None:
+        return True
+    if dep.ssl_verify is False:
+        return False
+    context = _contexts.get(dep.ssl_verify)
+    if context is None:
+        context = _contexts[dep.ssl_verify] = ssl.create_default_context(cafile=dep.ssl_verify)
+    return context
+
+
 def build_request(dep: Deployment, call_type: str, body: dict[str, Any], stream: bool = False) -> tuple[str, dict[str, str], bytes]:
     """URL, headers and body bytes for one upstream call, in the deployment's provider's format."""
-    body = dict(body)
+    body = {**dep.defaults, **body} if dep.defaults else dict(body)
     body["model"] = dep.upstream_model
+    if dep.extra_body:
+        body.update(dep.extra_body)
+    for name in dep.drop_params:
+        body.pop(name, None)
     req = dep.handler.build_request(dep, call_type, body, stream)
     return req.url, req.headers, req.body
 
@@ -201,7 +224,8 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
         try:
             async with asyncio.timeout_at(deadline):
-                response = await pool.get(url).post(url, data=content, headers=headers, timeout=client_timeout)
+                response = await pool.get(url).post(url, data=content, headers=headers, timeout=client_timeout,
+                                                    ssl=tls_of(dep))
         except Exception as exc:
             raise map_transport_error(exc, dep) from None
         reply: Any = SessionReply(response, dep, deadline)
@@ -212,7 +236,8 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
 
 async def _send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,
                       timeout: float, deadline: float) -> HttpReply:
-    client = pool.get(url)
+    verify = tls_of(dep)
+    client = pool.get(url, True if verify is True else verify)
     request = client.build_request(
         "POST", url, headers=headers, content=content,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),

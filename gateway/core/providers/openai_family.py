@@ -73,8 +73,14 @@ class OpenAICompatible(Provider):
         return UpstreamRequest(self.url(dep, call_type), headers, orjson.dumps(body))
 
 
+#: `api_version` values that select Azure OpenAI's v1 API (`<base>/openai/v1/<path>`, the model in
+#: the body) instead of the dated deployments API, as Azure documents them.
+AZURE_V1_VERSIONS = ("preview", "latest", "v1")
+
+
 class Azure(OpenAICompatible):
-    """Azure OpenAI: `<base>/openai/deployments/<deployment>/<path>?api-version=...`, key in `api-key`."""
+    """Azure OpenAI: `<base>/openai/deployments/<deployment>/<path>?api-version=...`, key in `api-key`;
+    with `api_version: preview | latest | v1`, the v1 API `<base>/openai/v1/<path>`."""
 
     api_base_env = ("AZURE_API_BASE",)
 
@@ -85,8 +91,13 @@ class Azure(OpenAICompatible):
         return headers
 
     def url(self, dep: Any, call_type: str) -> str:
-        return (f"{dep.api_base.rstrip('/')}/openai/deployments/{dep.upstream_model}/{PATHS[call_type]}"
-                f"?api-version={dep.api_version}")
+        base = dep.api_base.rstrip("/")
+        if base.endswith("/openai/v1") or base.endswith("/openai"):
+            base = base.rsplit("/openai", 1)[0]  # a base copied from Azure's portal with the path
+        if dep.api_version in AZURE_V1_VERSIONS:
+            query = "?api-version=preview" if dep.api_version == "preview" else ""
+            return f"{base}/openai/v1/{PATHS[call_type]}{query}"
+        return f"{base}/openai/deployments/{dep.upstream_model}/{PATHS[call_type]}?api-version={dep.api_version}"
 
     def check(self, dep: Any) -> None:
         if not dep.api_version:
