@@ -151,7 +151,11 @@ def create_app(settings: Settings) -> Quart:
         for blueprint in blueprints or ():
             if app.blueprints.get(blueprint.name) is blueprint:
                 continue  # one plugin serving several guardrails returns its routes once per instance
-            app.register_blueprint(blueprint)
+            name, n = blueprint.name, 1
+            while name in app.blueprints:  # another instance of the plugin made its own blueprint
+                n += 1
+                name = f"{blueprint.name}_{n}"
+            app.register_blueprint(blueprint, name=name)
     app.register_blueprint(docs.blueprint(gw.docs))
     gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)
 

@@ -355,7 +355,13 @@ class Dispatcher:
             await self.run_chain("logging_request", ctx)
             if isinstance(outcome.response, dict):
                 outcome.response = _copy(outcome.response)
-                await self.run_chain("logging_response", ctx, response=outcome.response)
+                # What is logged is the whole reply, a stream's too (assembled): plugins judge it as
+                # a JSON reply (their `post_response` leaves streams to `stream_chunk`).
+                streamed, ctx.stream = ctx.stream, False
+                try:
+                    await self.run_chain("logging_response", ctx, response=outcome.response)
+                finally:
+                    ctx.stream = streamed
         except Exception:  # logging-only guards never raise (monitor, fail_open); never lose the row
             log.exception("logging_only guardrails failed for request %s", getattr(ctx, "request_id", "-"))
         await self._observe("request_finished", {"ctx": ctx, "outcome": outcome})

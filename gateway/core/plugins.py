@@ -268,6 +268,10 @@ class PluginHost:
 
     def add_builtin(self, cls: type[Plugin], **knobs: Any) -> None:
         """Core features that run through the same hooks (virtual-key auth, audit store...)."""
+        taken = self.slots.get(cls.name)
+        if taken is not None and taken.enabled_by == "guardrails":
+            raise PluginError(f"guardrail {cls.name!r}: the name is the gateway's builtin {cls.name!r}; "
+                              "choose another guardrail_name")
         self.slots[cls.name] = PluginSlot(
             name=cls.name, cls=cls, distribution="gateway", version=None,
             priority=knobs.get("priority", cls.priority), timeout_s=knobs.get("timeout_s"),

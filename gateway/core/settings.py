@@ -104,7 +104,7 @@ class GuardrailParams(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     guardrail: str = Field(min_length=1)
-    mode: str | list[str] = "pre_call"
+    mode: str | list[str] = Field("pre_call", validate_default=True)
     default_on: bool = False
     priority: int | None = None
     timeout_s: float | None = Field(None, gt=0)

@@ -187,9 +187,17 @@ def with_guardrails(metadata: dict[str, Any] | None, guardrails: list[str] | Non
     """The metadata with the top-level `guardrails` field of a key or team call folded in (LiteLLM
     keeps it in `metadata.guardrails`); None takes it out."""
     out = dict(metadata or {})
+    current = out.get("guardrails")
+    bar = ({"modify_guardrails": current["modify_guardrails"]}
+           if isinstance(current, dict) and "modify_guardrails" in current else None)
     if guardrails is None:
-        out.pop("guardrails", None)
+        if bar is None:
+            out.pop("guardrails", None)
+        else:
+            out["guardrails"] = bar
     else:
         current_app.gateway.guardrails.check_names(guardrails, "guardrails")
-        out["guardrails"] = guardrails
+        # A bar on switching guardrails off (`modify_guardrails: false`) lives in the mapping form:
+        # keep it, with the names switched on beside it.
+        out["guardrails"] = guardrails if bar is None else {**bar, **{name: True for name in guardrails}}
     return out
