@@ -62,8 +62,9 @@ def test_hub_lists_every_group_with_limits_prices_and_features(gateway_server):
     assert groups["local-llama"] == {
         "model_group": "local-llama", "providers": ["ollama_chat"], "mode": "chat",
         "max_input_tokens": 131072, "max_output_tokens": 2048,
-        "input_cost_per_token": None, "output_cost_per_token": None,
-        "input_cost_per_million_tokens": None, "output_cost_per_million_tokens": None,
+        # A model on your own machine costs nothing: the table prices `ollama*/*` at 0.
+        "input_cost_per_token": 0, "output_cost_per_token": 0,
+        "input_cost_per_million_tokens": 0, "output_cost_per_million_tokens": 0,
         "supports_streaming": True, "supports_function_calling": True, "supports_vision": False,
         "supports_pdf_input": True,
     }

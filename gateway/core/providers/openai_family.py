@@ -34,8 +34,6 @@ FAMILY: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "gemini": ("https://generativelanguage.googleapis.com/v1beta/openai", ("GEMINI_API_KEY",), "Gemini"),
     "hosted_vllm": (None, (), "HostedVllm"),
     "vllm": (None, (), "Vllm"),
-    "ollama": ("http://localhost:11434/v1", (), "Ollama"),
-    "ollama_chat": ("http://localhost:11434/v1", (), "Ollama"),
     "lm_studio": ("http://localhost:1234/v1", (), "LmStudio"),
 }
 ALIASES = {"mistral": ("mistralai",)}

@@ -12,9 +12,6 @@ import orjson
 
 from gateway.errors import GatewayError
 
-DONE = b"data: [DONE]\n\n"
-
-
 def _sse(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -52,7 +49,8 @@ class TranslatedReply:
                 yield _sse(chunk)
         for chunk in translator.end():
             yield _sse(chunk)
-        yield DONE
+        # No `[DONE]` of ours: the relay ends a stream whose choices all finished, and reports one
+        # the vendor cut short (no finish_reason) as the failure it is.
 
     async def close(self) -> None:
         await self.inner.close()
