@@ -25,6 +25,10 @@ ENTRY_POINT_GROUP = "gateway"
 #: Plugins that a seed setting can switch on list themselves here too (same name and object);
 #: only these are imported when not named in the config, to ask `is_switched_on`.
 SWITCHABLE_GROUP = "gateway.switchable"
+#: Plugins that serve a model prefix (`bedrock/...`) list themselves here too, named by the prefix
+#: (the same object as in the `gateway` group): a `model_list` entry using the prefix switches the
+#: plugin on, with no `callbacks` entry.
+PROVIDERS_GROUP = "gateway.providers"
 
 #: The first-party plugins' distributions, for the "not installed" hint (entry-point names do not
 #: always spell the distribution: `llmguard_moderations` ships in `gateway-plugin-llmguard`).
@@ -149,6 +153,11 @@ def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) 
         if isinstance(cls, type) and issubclass(cls, Plugin) and cls.switched_on_by:
             if cls.is_switched_on(flat, os.environ):
                 names[name] = "setting " + "/".join(cls.switched_on_by)
+    served = {ep.name: ep for ep in entry_points(group=PROVIDERS_GROUP)}
+    for prefix in sorted(model_prefixes(raw_config) & set(served)):
+        plugin = next((n for n, ep in eps.items() if ep.value == served[prefix].value), None)
+        if plugin is not None and plugin not in disabled:
+            names.setdefault(plugin, f"model_list prefix {prefix}/")
     for setting, name in KNOWN_ENV_SWITCHES.items():
         value = os.environ.get(setting, "")
         if name not in eps and name not in disabled and value.strip().lower() in ("true", "1"):
@@ -198,6 +207,16 @@ def check_phases(slot: PluginSlot, hooks: list[str]) -> None:
     if "during_call" in spec.phases and not getattr(slot.instance, "concurrent", False):
         raise PluginError(f"guardrail {slot.name!r}: plugin {slot.plugin!r} may rewrite the request, so it cannot "
                           f"run during_call (the request is already upstream); use mode: pre_call")
+
+
+def model_prefixes(raw_config: Mapping[str, Any]) -> set[str]:
+    """The provider prefixes `model_list` uses (`bedrock` of `bedrock/anthropic.claude-3`)."""
+    out = set()
+    for entry in _list(raw_config.get("model_list")):
+        model = _mapping(_mapping(entry).get("litellm_params")).get("model")
+        if isinstance(model, str) and "/" in model:
+            out.add(model.split("/", 1)[0])
+    return out
 
 
 def build_config(slot_cls: type[Plugin], who: str, native: dict[str, Any] | None, flat: Mapping[str, Any]) -> Any:
