@@ -29,8 +29,6 @@ FAMILY: dict[str, tuple[str | None, tuple[str, ...], str]] = {
     "xai": ("https://api.x.ai/v1", ("XAI_API_KEY",), "Xai"),
     "deepinfra": ("https://api.deepinfra.com/v1/openai", ("DEEPINFRA_API_KEY",), "Deepinfra"),
     "cerebras": ("https://api.cerebras.ai/v1", ("CEREBRAS_API_KEY",), "Cerebras"),
-    # Anthropic through its OpenAI-compatible endpoint, until the native provider lands.
-    "anthropic": ("https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",), "Anthropic"),
     "hosted_vllm": (None, (), "HostedVllm"),
     "vllm": (None, (), "Vllm"),
     "lm_studio": ("http://localhost:1234/v1", (), "LmStudio"),

@@ -29,6 +29,10 @@ class Price:
     max_output_tokens: int | None = None
     supports_function_calling: bool | None = None
     supports_vision: bool | None = None
+    # Prompt-cache prices (Anthropic's): reads and writes of cached prompt tokens. None: the
+    # cached tokens cost what other input tokens cost.
+    cache_read_input_token_cost: float | None = None
+    cache_creation_input_token_cost: float | None = None
 
 
 class PriceTable:
@@ -86,4 +90,17 @@ class PriceTable:
             return 0.0
         prompt = int(usage.get("prompt_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
+        if price.cache_read_input_token_cost is not None or price.cache_creation_input_token_cost is not None:
+            # `prompt_tokens` counts cached reads and cache writes too (LiteLLM's usage): price them apart.
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            read = int(usage.get("cache_read_input_tokens") or cached or 0)
+            written = int(usage.get("cache_creation_input_tokens") or 0)
+            read, written = min(read, prompt), min(written, max(prompt - read, 0))
+            inp = price.input_cost_per_token
+            return ((prompt - read - written) * inp
+                    + read * (price.cache_read_input_token_cost if price.cache_read_input_token_cost is not None else inp)
+                    + written * (price.cache_creation_input_token_cost
+                                 if price.cache_creation_input_token_cost is not None else inp)
+                    + completion * price.output_cost_per_token)
         return prompt * price.input_cost_per_token + completion * price.output_cost_per_token
