@@ -21,7 +21,7 @@ from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionErro
 
 log = logging.getLogger("gateway.router")
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
 
 
 def upstream_error(dep: Deployment, status: int, body: bytes) -> UpstreamError:
