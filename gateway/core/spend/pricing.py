@@ -16,6 +16,8 @@ log = logging.getLogger("gateway.spend")
 
 # Providers that resell another vendor's models under the vendor's own prices.
 SAME_PRICES_AS = {"azure": "", "azure_text": "", "openai": "", "text-completion-openai": "", "custom_openai": ""}
+# Prefixes that are another's under a second name: priced from the same rows.
+PRICE_PREFIX_ALIASES = {"cohere_chat": "cohere", "ollama_chat": "ollama", "mistralai": "mistral"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class PriceTable:
     def lookup(self, provider: str, model: str) -> Price | None:
         """Exact `provider/model`, then `model` for OpenAI-family providers, then a dated variant
         (`gpt-4o-2024-08-06` -> `gpt-4o`), then `provider/*`."""
+        provider = PRICE_PREFIX_ALIASES.get(provider, provider)
         names = [f"{provider}/{model}"]
         if provider in SAME_PRICES_AS:
             names.append(model)
