@@ -82,6 +82,11 @@ class Provider:
     #: It speaks OpenAI's wire format: replies, streams and errors are relayed as they come.
     passthrough: ClassVar[bool] = False
 
+    #: Optional: `async def prepare(self, dep, call_type) -> None`, awaited before `build_request`
+    #: on every call, for work that needs I/O (a credential refresh, e.g. Vertex's OAuth token),
+    #: done off the event loop. None: nothing to prepare (no await on the hot path).
+    prepare: Any = None
+
     def check(self, dep: Any) -> None:
         """At start-up, for each deployment: raise ValueError naming what is missing or wrong
         (the gateway refuses to start with it). `dep.api_base` and `dep.api_key` are resolved."""

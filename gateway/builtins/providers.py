@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.providers import anthropic, cohere, gemini, ollama, openai_family
+from gateway.core.providers import anthropic, cohere, gemini, ollama, openai_family, vertex
 from gateway.plugin import Plugin, hookimpl
 
 
@@ -17,4 +17,4 @@ class BuiltinProviders(Plugin):
         # The native providers come last: where one serves a prefix of the OpenAI-compatible
         # family (anthropic, gemini, ollama), it replaces the family's member.
         return [*openai_family.family(), *anthropic.providers(), *ollama.providers(), *gemini.providers(),
-                *cohere.providers()]
+                *cohere.providers(), *vertex.providers()]

@@ -216,6 +216,9 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
     if call_type not in dep.handler.call_types:
         raise BadRequestError(f"{dep.provider_display}Exception - {dep.provider} does not serve {CALL_NAMES[call_type]} "
                               f"(deployment {dep.model_name})")
+    prepare = dep.handler.prepare
+    if prepare is not None:
+        await prepare(dep, call_type)
     url, headers, content = build_request(dep, call_type, body, stream)
     _log_outgoing(url, headers, content)
     timeout = dep.stream_timeout if stream else dep.timeout

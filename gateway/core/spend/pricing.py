@@ -51,6 +51,11 @@ class PriceTable:
         (`gpt-4o-2024-08-06` -> `gpt-4o`), then `provider/*`."""
         provider = PRICE_PREFIX_ALIASES.get(provider, provider)
         names = [f"{provider}/{model}"]
+        if provider in ("vertex_ai", "vertex_ai_beta"):
+            # Vertex resells Google's and Anthropic's models at their list prices; its ids carry
+            # a version after `@` (`claude-3-5-sonnet@20240620`).
+            base = model.split("@", 1)[0]
+            names.append(f"anthropic/{base}" if base.startswith("claude") else f"gemini/{base}")
         if provider in SAME_PRICES_AS:
             names.append(model)
         for name in names:
