@@ -105,7 +105,7 @@ class FakeUpstream:
         self._stopping = False
         self._thread = LoopThread("fake-upstream")
         app = web.Application()
-        for prefix in ("/v1", "", "/openai/deployments/{deployment}"):
+        for prefix in ("/v1", "", "/openai/deployments/{deployment}", "/openai/v1"):
             app.router.add_post(f"{prefix}/chat/completions", self._handle)
             app.router.add_post(f"{prefix}/completions", self._handle)
             app.router.add_post(f"{prefix}/embeddings", self._handle)
