@@ -41,28 +41,28 @@ def files_of(folder: Path) -> list[str]:
 
 def test_new_outside_the_workspace_writes_a_renamed_plugin(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "new", "email-mask")
+    code, out, err = run_cli(capsys, "new", "reply-stamp")
     assert (code, err) == (0, "")
-    folder = tmp_path / "gateway-plugin-email-mask"
-    assert out.splitlines()[0] == ("created gateway-plugin-email-mask: distribution gateway-plugin-email-mask, "
-                                   "module gateway_plugin_email_mask, entry point email_mask (class EmailMask)")
-    assert "gateway plugins dev gateway-plugin-email-mask" in out
-    assert files_of(folder) == ["README.md", "pyproject.toml", "src/gateway_plugin_email_mask/__init__.py",
-                                "src/gateway_plugin_email_mask/config.py", "src/gateway_plugin_email_mask/handler.py",
-                                "tests/test_email_mask.py"]
+    folder = tmp_path / "gateway-plugin-reply-stamp"
+    assert out.splitlines()[0] == ("created gateway-plugin-reply-stamp: distribution gateway-plugin-reply-stamp, "
+                                   "module gateway_plugin_reply_stamp, entry point reply_stamp (class ReplyStamp)")
+    assert "gateway plugins dev gateway-plugin-reply-stamp" in out
+    assert files_of(folder) == ["README.md", "pyproject.toml", "src/gateway_plugin_reply_stamp/__init__.py",
+                                "src/gateway_plugin_reply_stamp/config.py", "src/gateway_plugin_reply_stamp/handler.py",
+                                "tests/test_reply_stamp.py"]
     project = tomllib.loads((folder / "pyproject.toml").read_text())["project"]
-    assert project["name"] == "gateway-plugin-email-mask"
+    assert project["name"] == "gateway-plugin-reply-stamp"
     assert project["readme"] == "README.md"  # the scaffold has one, so it names it
-    assert project["entry-points"]["gateway"] == {"email_mask": "gateway_plugin_email_mask:EmailMask"}
+    assert project["entry-points"]["gateway"] == {"reply_stamp": "gateway_plugin_reply_stamp:ReplyStamp"}
     for path in folder.rglob("*"):
         if path.is_file():
             text = path.read_text()
             assert not LEFTOVERS.search(text), (path, LEFTOVERS.search(text))
             if path.suffix == ".py":
                 compile(text, str(path), "exec")
-    handler = (folder / "src/gateway_plugin_email_mask/handler.py").read_text()
-    assert 'class EmailMask(Plugin):' in handler and 'name = "email_mask"' in handler
-    assert "email_mask_required_headers" in (folder / "src/gateway_plugin_email_mask/config.py").read_text()
+    handler = (folder / "src/gateway_plugin_reply_stamp/handler.py").read_text()
+    assert 'class ReplyStamp(Plugin):' in handler and 'name = "reply_stamp"' in handler
+    assert "reply_stamp_required_headers" in (folder / "src/gateway_plugin_reply_stamp/config.py").read_text()
 
 
 def test_new_inside_the_workspace_goes_to_plugins(tmp_path, monkeypatch, capsys):
@@ -176,15 +176,15 @@ def test_the_template_builds_without_its_readme(tmp_path):
 
 
 def test_a_new_plugin_builds_installs_alone_and_passes_its_own_tests(tmp_path, core):
-    _run([sys.executable, "-m", "gateway.core.cli", "plugins", "new", "email-mask"], tmp_path)
-    plugin = tmp_path / "gateway-plugin-email-mask"
+    _run([sys.executable, "-m", "gateway.core.cli", "plugins", "new", "reply-stamp"], tmp_path)
+    plugin = tmp_path / "gateway-plugin-reply-stamp"
     _run([_uv(), "build", "--quiet", "--out-dir", str(tmp_path / "dist"), str(plugin)], tmp_path)  # sdist + wheel
-    (wheel,) = (tmp_path / "dist").glob("gateway_plugin_email_mask-0.1.0-py3-none-any.whl")
+    (wheel,) = (tmp_path / "dist").glob("gateway_plugin_reply_stamp-0.1.0-py3-none-any.whl")
     python = fresh_venv(tmp_path, core, str(wheel), "--group", f"{plugin / 'pyproject.toml'}:test")
     listed = _run([str(python.parent / "gateway"), "plugins", "--json"], tmp_path,
                   env={**_env(), "DATABASE_URL": f"sqlite://{tmp_path / 'db.sqlite3'}"})
     (row,) = json.loads(listed.stdout)["installed"]
-    assert (row["name"], row["distribution"], row["version"]) == ("email_mask", "gateway-plugin-email-mask", "0.1.0")
+    assert (row["name"], row["distribution"], row["version"]) == ("reply_stamp", "gateway-plugin-reply-stamp", "0.1.0")
     # its own tests, against the installed wheel (a copy without src/, so nothing is imported from it)
     shutil.rmtree(plugin / "src")
     proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=plugin, env=_env(),
@@ -196,13 +196,10 @@ def test_dev_installs_a_plugin_editable_into_the_gateways_environment(tmp_path, 
     python = fresh_venv(tmp_path, core)
     gateway_bin = str(python.parent / "gateway")
     env = {**_env(), "DATABASE_URL": f"sqlite://{tmp_path / 'db.sqlite3'}"}
-    # a wheel carries no contrib/: `new` says so in one line, and takes --template
+    # the wheel ships the template (gateway/plugin_template): `new` needs no source checkout
     proc = subprocess.run([gateway_bin, "plugins", "new", "echo-guard"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
-    assert proc.returncode == 2 and proc.stderr == (
-        "gateway: error: the plugin template is not part of this installation; pass --template "
-        "(it is contrib/plugin-template in the gateway's source)\n")
-    _run([gateway_bin, "plugins", "new", "echo-guard", "--template", str(TEMPLATE)], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("created gateway-plugin-echo-guard"), proc.stderr
     plugin = tmp_path / "gateway-plugin-echo-guard"
     proc = _run([gateway_bin, "plugins", "dev", str(plugin)], tmp_path, env=env)
     assert f"installed gateway-plugin-echo-guard (editable, from {plugin}) into {python.parent.parent}; " \

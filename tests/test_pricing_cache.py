@@ -39,3 +39,13 @@ def test_newer_claude_models_are_not_priced_as_their_prefix():
     opus, haiku = deployment("anthropic", "claude-opus-4-5-20251101"), deployment("anthropic", "claude-haiku-4-5")
     assert table.price_for(opus).input_cost_per_token == 5e-06  # not claude-opus-4's 1.5e-05
     assert table.price_for(haiku).output_cost_per_token == 5e-06
+
+
+def test_bedrock_and_vertex_ids_find_their_vendors_list_prices():
+    table = PriceTable()
+    claude = deployment("bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0")
+    nova = deployment("bedrock", "amazon.nova-lite-v1:0")
+    vertex_claude = deployment("vertex_ai", "claude-3-5-sonnet@20240620")
+    assert table.price_for(claude).input_cost_per_token == 3e-06
+    assert table.price_for(nova).input_cost_per_token == 6e-08
+    assert table.price_for(vertex_claude).output_cost_per_token == 1.5e-05

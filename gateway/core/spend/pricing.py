@@ -56,6 +56,16 @@ class PriceTable:
             # a version after `@` (`claude-3-5-sonnet@20240620`).
             base = model.split("@", 1)[0]
             names.append(f"anthropic/{base}" if base.startswith("claude") else f"gemini/{base}")
+        elif provider == "bedrock":
+            # `us.anthropic.claude-3-5-sonnet-20240620-v1:0`: a cross-region profile's prefix, then
+            # the vendor; Claude on Bedrock costs Anthropic's list price.
+            base = model.split("/")[-1]
+            for region in ("us.", "eu.", "apac.", "global."):
+                if base.startswith(region):
+                    base = base[len(region):]
+            names.append(f"bedrock/{base}")
+            if base.startswith("anthropic."):
+                names.append("anthropic/" + base[len("anthropic."):].split("-v1:")[0].split("-v2:")[0])
         if provider in SAME_PRICES_AS:
             names.append(model)
         for name in names:
