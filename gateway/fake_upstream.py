@@ -1,36 +1,158 @@
-"""A model provider on loopback for tests: a real HTTP server speaking the OpenAI wire format.
+"""A model provider on loopback for tests and demos: a real HTTP server speaking the OpenAI wire format.
 
-It answers chat, completions and embeddings (JSON, and SSE for streams) and can be told to fail,
-stall or break a stream; it records every request, so tests check what an upstream received.
+It answers chat, completions and embeddings (JSON, and SSE for streams) and can be told what to
+reply, how to cut a stream into chunks, how long to wait, which error to answer and which usage to
+report. It records every request, so tests check what an upstream received.
+
+Three ways to script it (docs/testing-a-plugin.md has the details):
+
+- from Python, for every reply: `upstream.reply = "..."`, `upstream.reply_chunks = [...]`, ...;
+- from Python, for the next replies in order: `upstream.script(reply=..., chunks=..., status=...)`;
+- from the client, for one request: a JSON object in the `x-fake-upstream` request header, or in a
+  `fake_upstream` field of the request body (which passes through a gateway: with the `openai` SDK,
+  `extra_body={"fake_upstream": {...}}`).
+
+Run it on its own: `python -m gateway.fake_upstream --port 8900` prints where it listens.
 Used by the `fake_upstream` fixture of `gateway.testing`, and by benchmarks.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
+import json as jsonlib
+import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+__all__ = ["FakeUpstream", "Headers", "RecordedRequest", "Script", "ScriptError", "main"]
+
+#: The request header that carries a per-request script (a JSON object; see `Script`).
+SCRIPT_HEADER = "x-fake-upstream"
+#: The request body field that carries a per-request script (it passes through a gateway).
+SCRIPT_FIELD = "fake_upstream"
+
+
+class Headers(dict):
+    """The request headers as received (names as the client spelled them), looked up case-insensitively:
+    `headers["authorization"]` and `headers["Authorization"]` both work."""
+
+    def _key(self, name: Any) -> Any:
+        if isinstance(name, str) and not dict.__contains__(self, name):
+            lowered = name.lower()
+            for key in self:
+                if key.lower() == lowered:
+                    return key
+        return name
+
+    def __getitem__(self, name: Any) -> str:
+        return dict.__getitem__(self, self._key(name))
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, self._key(name))
+
+    def get(self, name: Any, default: Any = None) -> Any:
+        return dict.get(self, self._key(name), default)
 
 
 @dataclass
 class RecordedRequest:
+    """One request the fake upstream received (an object, not a dict).
+
+    - `method`, `path` (e.g. "/v1/chat/completions"), `query` (dict of str)
+    - `headers`: a `Headers` dict, case-insensitive lookups
+    - `json`: the parsed JSON body (None when the body was not JSON); `body`: the raw bytes
+    - `stream`: True when the body asked for a stream
+    - `text`: the client text of the call (message contents, `prompt`, `input`), joined by newlines
+    """
+
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: Headers
     json: Any
+    body: bytes = b""
+
+    @property
+    def stream(self) -> bool:
+        return isinstance(self.json, dict) and self.json.get("stream") is True
+
+    @property
+    def text(self) -> str:
+        from gateway.context import iter_request_text
+
+        return "\n".join(iter_request_text(self.json)) if isinstance(self.json, dict) else ""
+
+
+class ScriptError(ValueError):
+    """A script with an unknown key or a value of the wrong type."""
 
 
 @dataclass
-class Failure:
-    status: int
-    message: str
-    type: str
+class Script:
+    """What to answer to one request. Every field is optional; unset fields fall back to the
+    server's defaults (its attributes), and those to an echo of the last message.
+
+    - `reply`: the reply text. `chunks`: the reply as exactly these stream pieces, one SSE chunk
+      each (a JSON reply is their concatenation); wins over `reply`.
+    - `delay`: seconds to wait before answering. `chunk_interval`: seconds between streamed chunks.
+    - `status`: answer this HTTP error status instead, with an OpenAI error body of `message` and
+      `type` (default "upstream exploded", "server_error").
+    - `usage`: the usage to report, e.g. `{"prompt_tokens": 3, "completion_tokens": 5}`
+      (`total_tokens` is added when missing); `false` to report none at all.
+    - `stream_error_after`: after N streamed chunks, send an SSE `error` event and end the stream.
+    - `break_stream_after`: after N streamed chunks, close the connection (an upstream dying).
+    """
+
+    reply: str | None = None
+    chunks: list[str] | None = None
+    delay: float | None = None
+    chunk_interval: float | None = None
+    status: int | None = None
+    message: str = "upstream exploded"
+    type: str = "server_error"
+    usage: dict[str, Any] | bool | None = None
+    stream_error_after: int | None = None
+    break_stream_after: int | None = None
+
+    @classmethod
+    def parse(cls, data: Any) -> "Script":
+        """A script from its JSON form, checked: a mistake answers 400 instead of being ignored."""
+        if isinstance(data, str):
+            try:
+                data = jsonlib.loads(data)
+            except ValueError as exc:
+                raise ScriptError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ScriptError("must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ScriptError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        checks: dict[str, tuple[type, ...]] = {
+            "reply": (str,), "chunks": (list,), "delay": (int, float), "chunk_interval": (int, float),
+            "status": (int,), "message": (str,), "type": (str,), "usage": (dict, bool),
+            "stream_error_after": (int,), "break_stream_after": (int,),
+        }
+        for key, value in data.items():
+            kinds = checks[key]
+            if value is None:
+                continue
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ScriptError(f"{key} must be {' or '.join(t.__name__ for t in kinds)}")
+        if data.get("chunks") is not None and not all(isinstance(c, str) for c in data["chunks"]):
+            raise ScriptError("chunks must be a list of strings")
+        if data.get("usage") is True:
+            raise ScriptError("usage must be an object, or false for no usage")
+        status = data.get("status")
+        if status is not None and not 400 <= status <= 599:
+            raise ScriptError("status must be an HTTP error status (400-599)")
+        return cls(**data)
 
 
 class LoopThread:
@@ -54,21 +176,25 @@ class LoopThread:
 class FakeUpstream:
     """An OpenAI-compatible upstream on 127.0.0.1. Program it, then point a deployment at `url`.
 
-    - `fail_next(status, times)`: the next calls answer with an OpenAI error body.
-    - `delay`: seconds to wait before answering (for timeouts).
-    - `break_stream_after`: close the connection after N streamed chunks.
-    - `stream_usage`: False to never send usage in streams (like some vLLM builds).
-    - `reply`: a fixed reply text (default: an echo of the last message).
-    - `basic_auth`: `(user, password)`: calls without that HTTP basic auth get 401, as a reverse
-      proxy in front of a model server answers.
+    Defaults for every reply (attributes; a per-request or queued `Script` overrides them):
+
+    - `reply`: a fixed reply text (default: `upstream says: <last message>`).
     - `reply_chunks`: a fixed reply streamed as exactly these pieces, one chunk each (a JSON reply
       is their concatenation); for text split mid-word across chunks. Wins over `reply`.
+    - `usage`: the usage to report (default: counted from the words); `False` for none.
+    - `delay`: seconds to wait before answering (for timeouts).
     - `chunk_interval`: seconds to wait between streamed content chunks (a slow upstream).
+    - `break_stream_after`: close the connection after N streamed chunks.
+    - `stream_error_after`: after N streamed chunks, send an SSE `error` event and end the stream.
+    - `stream_usage`: False to never send usage in streams (like some vLLM builds).
     - `endless`: True to stream the reply's pieces over and over, forever: no finish chunk, no
       usage, no `[DONE]` (with `chunk_interval`, an upstream that trickles forever). It ends when
       its reader goes away or the server stops.
-    - `stream_error_after`: after N streamed chunks, send an SSE `error` event (`fail_next`'s
-      default message and type) and end the stream, as an upstream failing mid-stream does.
+    - `basic_auth`: `(user, password)`: calls without that HTTP basic auth get 401, as a reverse
+      proxy in front of a model server answers.
+
+    One-shot: `fail_next(status, times)` and `script(...)` queue what the next calls answer, in order.
+    `requests` lists every request received, as `RecordedRequest` objects.
     """
 
     delay: float = 0.0
@@ -76,49 +202,70 @@ class FakeUpstream:
     stream_usage: bool = True
     reply: str | None = None
     reply_chunks: list[str] | None = None
+    usage: dict[str, Any] | bool | None = None
     basic_auth: tuple[str, str] | None = None
     chunk_interval: float = 0.0
     endless: bool = False
     stream_error_after: int | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
-    failures: deque[Failure] = field(default_factory=deque)
+    scripts: deque[Script] = field(default_factory=deque)
+    host: str = "127.0.0.1"
     port: int = 0
 
     @property
     def url(self) -> str:
         """The base URL to use as a deployment's `api_base` (OpenAI style, with /v1)."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.root}/v1"
 
     @property
     def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
 
     def fail_next(self, status: int = 500, times: int = 1, message: str = "upstream exploded",
                   type: str = "server_error") -> None:
+        """The next `times` calls answer `status` with an OpenAI error body."""
         for _ in range(times):
-            self.failures.append(Failure(status, message, type))
+            self.scripts.append(Script(status=status, message=message, type=type))
+
+    def script(self, **kwargs: Any) -> Script:
+        """Queue what the next call answers (the fields of `Script`); calls take queued scripts in
+        order, then fall back to the defaults. A script sent with a request wins over the queue and
+        leaves it as it is."""
+        item = Script(**kwargs)
+        self.scripts.append(item)
+        return item
 
     # -- the server --------------------------------------------------------------------------
-    def start(self) -> "FakeUpstream":
+    def start(self, port: int | None = None, host: str | None = None) -> "FakeUpstream":
+        """Listen (on a free port unless `port` is given) in a background thread; returns self."""
         from aiohttp import web
 
+        if host is not None:
+            self.host = host
         self._stopping = False
         self._thread = LoopThread("fake-upstream")
         app = web.Application()
-        for prefix in ("/v1", "", "/openai/deployments/{deployment}", "/openai/v1"):
+        for prefix in ("/v1", "", "/openai/deployments/{deployment}", "/openai/v1", "/engines/{deployment}"):
             app.router.add_post(f"{prefix}/chat/completions", self._handle)
             app.router.add_post(f"{prefix}/completions", self._handle)
             app.router.add_post(f"{prefix}/embeddings", self._handle)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/models", self._models)
 
         async def boot() -> int:
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, self.host, port or 0)
             await site.start()
             return self._runner.addresses[0][1]
 
-        self.port = self._thread.run(boot())
+        try:
+            self.port = self._thread.run(boot())
+        except BaseException:
+            self._thread.close()
+            del self._runner
+            raise
         return self
 
     def stop(self) -> None:
@@ -126,45 +273,83 @@ class FakeUpstream:
         if hasattr(self, "_runner"):
             self._thread.run(self._runner.cleanup())
             self._thread.close()
+            del self._runner
+
+    def __enter__(self) -> "FakeUpstream":
+        return self.start() if not hasattr(self, "_runner") else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
     async def _models(self, request: Any) -> Any:
         from aiohttp import web
 
         return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})
 
-    def _text_for(self, body: dict[str, Any]) -> str:
-        if self.reply_chunks is not None:
-            return "".join(self.reply_chunks)
-        if self.reply is not None:
-            return self.reply
+    def _request_script(self, request: Any, body: Any) -> Script | None:
+        """The script sent with this request (header, then body field), if any."""
+        raw = request.headers.get(SCRIPT_HEADER)
+        if raw is not None:
+            return Script.parse(raw)
+        if isinstance(body, dict) and body.get(SCRIPT_FIELD) is not None:
+            return Script.parse(body[SCRIPT_FIELD])
+        return None
+
+    def _text_for(self, body: dict[str, Any], s: Script) -> str:
+        chunks = s.chunks if s.chunks is not None else (None if s.reply is not None else self.reply_chunks)
+        if chunks is not None:
+            return "".join(chunks)
+        reply = s.reply if s.reply is not None else self.reply
+        if reply is not None:
+            return reply
         last = ""
         for m in body.get("messages") or ():
-            if isinstance(m.get("content"), str):
+            if isinstance(m, dict) and isinstance(m.get("content"), str):
                 last = m["content"]
         if isinstance(body.get("prompt"), str):
             last = body["prompt"]
         return f"upstream says: {last}"
 
+    def _usage(self, s: Script, computed: dict[str, Any]) -> dict[str, Any] | None:
+        usage = s.usage if s.usage is not None else self.usage
+        if usage is False:
+            return None
+        if not isinstance(usage, dict):
+            return computed
+        out = dict(usage)
+        if "total_tokens" not in out:
+            out["total_tokens"] = int(out.get("prompt_tokens") or 0) + int(out.get("completion_tokens") or 0)
+        return out
+
     async def _handle(self, request: Any) -> Any:
         from aiohttp import web
 
+        raw = await request.read()
         try:
-            body = await request.json()
+            body = jsonlib.loads(raw) if raw else None
         except ValueError:
             body = None
         self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                             dict(request.headers), body))
+                                             Headers(request.headers), body, raw))
         if self.basic_auth is not None:
             expected = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
             if request.headers.get("Authorization") != expected:
                 return web.json_response({"error": {"message": "basic auth required", "type": "auth_error"}},
                                          status=401)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.failures:
-            f = self.failures.popleft()
-            return web.json_response({"error": {"message": f.message, "type": f.type, "param": None,
-                                                "code": None}}, status=f.status)
+        try:
+            s = self._request_script(request, body)
+        except ScriptError as exc:
+            return web.json_response({"error": {
+                "message": f"fake upstream: bad script in {SCRIPT_HEADER} header / {SCRIPT_FIELD} field: {exc}",
+                "type": "invalid_request_error", "param": SCRIPT_FIELD, "code": None}}, status=400)
+        if s is None:
+            s = self.scripts.popleft() if self.scripts else Script()
+        delay = s.delay if s.delay is not None else self.delay
+        if delay:
+            await asyncio.sleep(delay)
+        if s.status is not None:
+            return web.json_response({"error": {"message": s.message, "type": s.type, "param": None,
+                                                "code": None}}, status=s.status)
         if not isinstance(body, dict):
             return web.json_response({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, status=400)
         model = body.get("model", "unknown")
@@ -176,31 +361,34 @@ class FakeUpstream:
                      "embedding": [b / 255 for b in hashlib.sha256(str(t).encode()).digest()[:4]]}
                     for i, t in enumerate(items)]
             tokens = sum(len(str(t).split()) for t in items)
-            return web.json_response({"object": "list", "data": data, "model": model,
-                                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+            out: dict[str, Any] = {"object": "list", "data": data, "model": model}
+            usage = self._usage(s, {"prompt_tokens": tokens, "total_tokens": tokens})
+            if usage is not None:
+                out["usage"] = usage
+            return web.json_response(out)
         chat = path.endswith("/chat/completions")
-        text = self._text_for(body)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or ()) or \
-            len(str(body.get("prompt", "")).split())
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                 "total_tokens": prompt_tokens + len(text.split())}
+        text = self._text_for(body, s)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or ()
+                            if isinstance(m, dict)) or len(str(body.get("prompt", "")).split())
+        usage = self._usage(s, {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                                "total_tokens": prompt_tokens + len(text.split())})
         ident = ("chatcmpl-" if chat else "cmpl-") + hashlib.sha256(repr(time.time_ns()).encode()).hexdigest()[:20]
         created = int(time.time())
         if not body.get("stream"):
             if chat:
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                 out = {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                       "choices": [choice], "usage": usage}
+                       "choices": [choice]}
             else:
                 out = {"id": ident, "object": "text_completion", "created": created, "model": model,
-                       "choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "usage": usage}
+                       "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}
+            if usage is not None:
+                out["usage"] = usage
             return web.json_response(out)
-        return await self._stream(request, body, chat, ident, created, model, text, usage)
+        return await self._stream(request, body, s, chat, ident, created, model, text, usage)
 
-    async def _stream(self, request: Any, body: dict[str, Any], chat: bool, ident: str, created: int,
-                      model: str, text: str, usage: dict[str, Any]) -> Any:
-        import json
-
+    async def _stream(self, request: Any, body: dict[str, Any], s: Script, chat: bool, ident: str,
+                      created: int, model: str, text: str, usage: dict[str, Any] | None) -> Any:
         from aiohttp import web
 
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -209,25 +397,28 @@ class FakeUpstream:
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             payload = {"id": ident, "object": obj, "created": created, "model": model, "choices": choices, **extra}
-            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+            return b"data: " + jsonlib.dumps(payload).encode() + b"\n\n"
 
-        pieces = self.reply_chunks
+        pieces = s.chunks if s.chunks is not None else (None if s.reply is not None else self.reply_chunks)
         if pieces is None:  # word by word, each with its leading space
             pieces = [word if i == 0 else " " + word for i, word in enumerate(text.split(" "))]
+        break_after = s.break_stream_after if s.break_stream_after is not None else self.break_stream_after
+        error_after = s.stream_error_after if s.stream_error_after is not None else self.stream_error_after
+        interval = s.chunk_interval if s.chunk_interval is not None else self.chunk_interval
         sent = 0
         try:
             while True:
                 for piece in pieces:
-                    if self.break_stream_after is not None and sent >= self.break_stream_after:
+                    if break_after is not None and sent >= break_after:
                         request.transport.close()  # the upstream dies mid-stream
                         return resp
-                    if self.stream_error_after is not None and sent >= self.stream_error_after:
-                        await resp.write(b"data: " + json.dumps({"error": {
-                            "message": "upstream exploded", "type": "server_error"}}).encode() + b"\n\n")
+                    if error_after is not None and sent >= error_after:
+                        await resp.write(b"data: " + jsonlib.dumps({"error": {
+                            "message": s.message, "type": s.type}}).encode() + b"\n\n")
                         await resp.write_eof()
                         return resp
-                    if self.chunk_interval and sent:
-                        await asyncio.sleep(self.chunk_interval)
+                    if interval and sent:
+                        await asyncio.sleep(interval)
                     if self._stopping:
                         return resp
                     await resp.write(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
@@ -237,10 +428,75 @@ class FakeUpstream:
                     break
             await resp.write(event([{"index": 0, "delta": {}, "finish_reason": "stop"} if chat
                                     else {"index": 0, "text": "", "finish_reason": "stop"}]))
-            if self.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
+            if (usage is not None and self.stream_usage
+                    and (body.get("stream_options") or {}).get("include_usage")):
                 await resp.write(event([], usage=usage))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except ConnectionResetError:  # the reader (the gateway) went away mid-stream
             pass
         return resp
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gateway.fake_upstream",
+        description="A fake OpenAI-compatible model server on loopback (chat, completions, embeddings; "
+                    "JSON and SSE). Point a deployment's api_base at the printed URL. Any request may "
+                    f"carry its own script in the {SCRIPT_HEADER} header or a {SCRIPT_FIELD} body field.")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--reply", help="reply text (default: 'upstream says: <last message>')")
+    p.add_argument("--chunk", action="append", dest="chunks", metavar="TEXT",
+                   help="stream the reply as these pieces, one chunk each (repeat the flag; wins over --reply)")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer")
+    p.add_argument("--chunk-interval", type=float, default=0.0, help="seconds between streamed chunks")
+    p.add_argument("--usage", help='usage to report, as JSON, e.g. \'{"prompt_tokens": 3, "completion_tokens": 5}\'')
+    p.add_argument("--no-usage", action="store_true", help="report no usage at all")
+    p.add_argument("--log-requests", action="store_true", help="print one line per request received")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gateway.fake_upstream`: serve until Ctrl-C or SIGTERM."""
+    import signal
+
+    args = _parser().parse_args(argv)
+    usage: Any = None
+    if args.no_usage:
+        usage = False
+    elif args.usage:
+        try:
+            usage = jsonlib.loads(args.usage)
+        except ValueError as exc:
+            print(f"fake upstream: error: --usage is not JSON: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(usage, dict):
+            print("fake upstream: error: --usage must be a JSON object", file=sys.stderr)
+            return 2
+    upstream = FakeUpstream(reply=args.reply, reply_chunks=args.chunks, delay=args.delay,
+                            chunk_interval=args.chunk_interval, usage=usage)
+    try:
+        upstream.start(port=args.port, host=args.host)
+    except OSError as exc:
+        print(f"fake upstream: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"fake upstream listening on {upstream.root} (api_base: {upstream.url})", flush=True)
+    seen = 0
+    try:
+        while not done.wait(0.2):
+            if args.log_requests:
+                for r in upstream.requests[seen:]:
+                    print(f"{r.method} {r.path} {jsonlib.dumps(r.json)[:200]}", flush=True)
+                seen = len(upstream.requests)
+    finally:
+        upstream.stop()
+    print("fake upstream stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,15 @@
 """pytest plugin for plugin authors (and the core's own tests): real servers on loopback.
 
-Fixtures:
-- `fake_upstream`: an HTTP server speaking the OpenAI wire format (JSON and SSE), programmable to
-  fail, stall or break a stream, recording every request it receives.
-- `gateway_server`: a factory that starts a real gateway (hypercorn, in a thread) from a config
-  dict and returns a handle with its URL and an `openai` client.
+Fixtures (docs/testing-a-plugin.md is the guide):
+- `fake_upstream`: an HTTP server speaking the OpenAI wire format (JSON and SSE), scriptable
+  (reply text, chunk boundaries, delays, errors, usage), recording every request it receives.
+- `gateway_server`: a factory that starts a real gateway from a config dict and returns a handle
+  with its URL and `openai` clients. The first gateway of a test runs in this process (hypercorn,
+  in a thread); any further one while it runs is the real `gateway` command in a process of its
+  own, with its own database, behind the same handle.
+- `database_url`: fresh, migrated databases (SQLite files, or PostgreSQL when configured).
+- `plugin_conformance`: `check_plugin_conformance` bound to this test's fixtures: one call that
+  runs a plugin over every LLM route, streamed and not, and fails naming each route a hook skipped.
 
 Loaded through the `pytest11` entry point, so installing `gateway` is enough.
 """
@@ -12,19 +17,31 @@ Loaded through the `pytest11` entry point, so installing `gateway` is enough.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from gateway.fake_upstream import FakeUpstream, LoopThread, RecordedRequest
+from gateway.context import iter_request_text
+from gateway.fake_upstream import FakeUpstream, LoopThread, RecordedRequest, Script
 
-__all__ = ["MASTER_KEY", "FakeUpstream", "GatewayServer", "PostgresDatabases", "RecordedRequest",
-           "migrate_database"]
+__all__ = ["MASTER_KEY", "ConformanceCase", "ConformanceError", "ConformanceReport", "FakeUpstream",
+           "GatewayFixtureError", "GatewayProcess", "GatewayServer", "PostgresDatabases", "RecordedRequest",
+           "Script", "check_plugin_conformance", "migrate_database"]
 
 MASTER_KEY = "sk-1234"
+
+
+class GatewayFixtureError(RuntimeError):
+    """A gateway fixture cannot do what was asked; the message says what to do instead."""
 
 
 class PostgresDatabases:
@@ -94,27 +111,46 @@ def migrate_database(url: str) -> None:
     asyncio.run(run())
 
 
-class GatewayServer:
-    """A real gateway served by hypercorn in a background thread, on a free loopback port."""
+# -- gateways ----------------------------------------------------------------------------------
 
-    def __init__(self, config_path: Path, master_key: str | None = MASTER_KEY) -> None:
+#: In-process gateways now serving. The gateway's database layer keeps one global context per
+#: process, so a second in-process gateway cannot start while one serves.
+_IN_PROCESS: list["GatewayServer"] = []
+
+
+def _orm_busy() -> bool:
+    """True when this process already holds the database layer's global context (a gateway, or
+    a test that connected a `Database` itself and did not close it)."""
+    try:
+        from tortoise.context import get_current_context
+    except ImportError:  # pragma: no cover - another ORM version: only our own registry counts
+        return False
+    return get_current_context() is not None
+
+
+def in_process_gateway_running() -> bool:
+    """True when a gateway already serves in this test process (the next one must run apart)."""
+    return bool(_IN_PROCESS) or _orm_busy()
+
+
+class _Handle:
+    """What every gateway handle offers: its URL, its master key and `openai` clients."""
+
+    port: int
+    master_key: str | None
+
+    def __init__(self, config_path: Path, master_key: str | None) -> None:
         self.config_path = config_path
         self.master_key = master_key
         self.port = 0
-        self.app: Any = None
         self._clients: list[Any] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def gateway(self) -> Any:
-        """The running `Gateway` object (settings, router, dispatcher) for white-box checks."""
-        return self.app.gateway
-
     def client(self, api_key: str | None = None, **kwargs: Any) -> Any:
-        """An official `openai.OpenAI` client pointed at this gateway."""
+        """An official `openai.OpenAI` client pointed at this gateway (`max_retries=0`)."""
         import openai
 
         kwargs.setdefault("max_retries", 0)
@@ -124,13 +160,48 @@ class GatewayServer:
         return client
 
     def async_client(self, api_key: str | None = None, **kwargs: Any) -> Any:
+        """An official `openai.AsyncOpenAI` client pointed at this gateway (close it yourself)."""
         import openai
 
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 30)
         return openai.AsyncOpenAI(api_key=api_key or self.master_key or "sk-none", base_url=self.url + "/v1", **kwargs)
 
+    def _close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+
+class GatewayServer(_Handle):
+    """A real gateway served by hypercorn in a background thread of this process, on a free
+    loopback port. One at a time per process: `gateway_server` starts any further gateway as a
+    `GatewayProcess`."""
+
+    in_process = True
+
+    def __init__(self, config_path: Path, master_key: str | None = MASTER_KEY) -> None:
+        super().__init__(config_path, master_key)
+        self.app: Any = None
+
+    @property
+    def gateway(self) -> Any:
+        """The running `Gateway` object (settings, router, dispatcher) for white-box checks."""
+        if self.app is None:
+            raise GatewayFixtureError("this gateway is not running (not started yet, or stopped): "
+                                      "its `.gateway` object exists only while it serves")
+        return self.app.gateway
+
     def start(self) -> "GatewayServer":
+        if in_process_gateway_running():
+            running = (f"another gateway already runs in this test process ({', '.join(s.url for s in _IN_PROCESS)})"
+                       if _IN_PROCESS else "this test process already holds a gateway database connection (a "
+                       "gateway started outside these fixtures, or a `Database` the test connected and did not close)")
+            raise GatewayFixtureError(
+                f"{running}, and only one gateway can "
+                "run in-process at a time. Start further gateways with the `gateway_server` fixture, which "
+                "runs each one after the first in a process of its own (or ask for that with "
+                "`gateway_server(config, process=True)`), or stop the running one first.")
         from hypercorn.asyncio.run import worker_serve
         from hypercorn.config import Config
         from hypercorn.utils import wrap_app
@@ -158,6 +229,7 @@ class GatewayServer:
                 self._ready.set()
 
         self._future = asyncio.run_coroutine_threadsafe(run(), self._thread.loop)
+        _IN_PROCESS.append(self)
         try:
             self._wait_ready()
         except BaseException:
@@ -176,6 +248,8 @@ class GatewayServer:
         for sock in sockets.insecure_sockets:
             sock.close()
         self.app = None
+        if self in _IN_PROCESS:
+            _IN_PROCESS.remove(self)
 
     def _wait_ready(self) -> None:
         import urllib.request
@@ -183,7 +257,14 @@ class GatewayServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self._error is not None:
-                raise RuntimeError(f"gateway failed to start: {self._error}") from self._error
+                message = str(self._error)
+                if "global context" in message.lower():  # the ORM's words: say it in ours
+                    raise GatewayFixtureError(
+                        "gateway failed to start: this test process already holds a gateway's database "
+                        "connection (an in-process gateway, or a `Database` the test connected and did not "
+                        "close). Only one gateway runs in-process at a time: use `gateway_server(config, "
+                        "process=True)` to run this one in a process of its own.") from None
+                raise RuntimeError(f"gateway failed to start: {message}") from self._error
             try:
                 with urllib.request.urlopen(self.url + "/health/liveliness", timeout=1):
                     return
@@ -192,9 +273,7 @@ class GatewayServer:
         raise RuntimeError("gateway did not become ready within 20 s")
 
     def stop(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
+        self._close_clients()
         if self.app is None:
             return
         self._thread.loop.call_soon_threadsafe(self._stop.set)
@@ -203,10 +282,124 @@ class GatewayServer:
         finally:
             self._thread.close()
             self.app = None
+            if self in _IN_PROCESS:
+                _IN_PROCESS.remove(self)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gateway_command() -> list[str]:
+    """The `gateway` command of this environment (the script next to this Python, else the module)."""
+    script = Path(sys.executable).parent / ("gateway.exe" if os.name == "nt" else "gateway")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.core.cli"]
+
+
+class GatewayProcess(_Handle):
+    """A real gateway run by the `gateway` command in a process of its own (its own session), on a
+    free loopback port: what an operator runs. Same handle as `GatewayServer` (`url`, `client()`,
+    `async_client()`, `master_key`), plus `log` (its output) and `pid`; there is no `.gateway`
+    object to look into, since the gateway lives in another process.
+    """
+
+    in_process = False
+
+    def __init__(self, config_path: Path, master_key: str | None = MASTER_KEY, env: dict[str, str] | None = None,
+                 log_path: Path | None = None, startup_timeout: float = 60) -> None:
+        super().__init__(config_path, master_key)
+        self.env = dict(os.environ if env is None else env)
+        self.log_path = log_path or config_path.with_suffix(".log")
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def gateway(self) -> Any:
+        raise GatewayFixtureError(
+            f"this gateway ({self.url}) runs in a process of its own, so there is no in-process `.gateway` "
+            "object to look into: check it through HTTP (`.client()`, `.url`) and `.log`. Only the first "
+            "gateway of a test runs in-process; start the one you need to inspect first.")
+
+    @property
+    def app(self) -> Any:
+        return self.gateway
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def log(self) -> str:
+        """Everything the gateway process printed so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> "GatewayProcess":
+        for _attempt in range(3):  # a free port can be taken between choosing it and binding it
+            self.port = _free_port()
+            env = {k: v for k, v in self.env.items() if k not in ("PORT", "GATEWAY_CONFIG")}
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            with self.log_path.open("wb") as log:
+                self.proc = subprocess.Popen(
+                    [*gateway_command(), "--config", str(self.config_path), "--host", "127.0.0.1",
+                     "--port", str(self.port), "--server", "hypercorn"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                    start_new_session=True)
+            if self._wait_ready():
+                return self
+            if "address already in use" not in self.log.lower():
+                break
+        code = self.proc.returncode if self.proc else None
+        tail = "\n".join(self.log.strip().splitlines()[-20:])
+        raise GatewayFixtureError(f"gateway failed to start in its own process (exit status {code}); "
+                                  f"its output:\n{tail}")
+
+    def _wait_ready(self) -> bool:
+        """True once it answers; False when the process ended; raises past the start-up timeout."""
+        import urllib.request
+
+        assert self.proc is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(self.url + "/health/liveliness", timeout=1):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        self._kill()
+        raise GatewayFixtureError(f"gateway in its own process did not answer within {self.startup_timeout:g} s; "
+                                  f"its output:\n{self.log[-4000:]}")
+
+    def _kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        """A graceful stop (SIGTERM: shutdown hooks run, queues are flushed), then anything left is killed."""
+        self._close_clients()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self._kill()
 
 
 @pytest.fixture
-def fake_upstream():
+def fake_upstream() -> Iterator[FakeUpstream]:
     """A running OpenAI-compatible upstream; see `FakeUpstream`."""
     upstream = FakeUpstream().start()
     yield upstream
@@ -255,17 +448,25 @@ def database_url(tmp_path: Path, postgres_databases: Any) -> Callable[[], str]:
 
 
 @pytest.fixture
-def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: Callable[[], str]) -> Callable[..., GatewayServer]:
-    """Factory: `gateway_server(config_dict, env={...})` starts a gateway and returns its handle.
+def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   database_url: Callable[[], str]) -> Iterator[Callable[..., GatewayServer | GatewayProcess]]:
+    """Factory: `gateway_server(config_dict, env={...}, process=None)` starts a gateway and returns its handle.
 
     `general_settings.master_key` defaults to `sk-1234` unless the config sets one (None: dev mode).
-    Servers are stopped at the end of the test (a graceful shutdown, so shutdown hooks run).
+    Each gateway gets a fresh database unless the config or `env` names one.
+    The first gateway runs in this process (`GatewayServer`: `.gateway` gives white-box access; `env`
+    is set in this process for the test). While it runs, any further one runs the `gateway` command
+    in a process of its own (`GatewayProcess`, with `env` added to its environment). `process=True`
+    asks for a process of its own anyway; `process=False` insists on in-process.
+    Gateways are stopped at the end of the test (gracefully, so shutdown hooks run).
     """
     import yaml
 
-    started: list[GatewayServer] = []
+    started: list[GatewayServer | GatewayProcess] = []
+    set_here: set[str] = set()  # variables this fixture set in os.environ for in-process gateways
 
-    def start(config: dict[str, Any], env: dict[str, str] | None = None) -> GatewayServer:
+    def start(config: dict[str, Any], env: dict[str, str] | None = None,
+              process: bool | None = None) -> GatewayServer | GatewayProcess:
         config = dict(config)
         general = dict(config.get("general_settings") or {})
         general.setdefault("master_key", MASTER_KEY)
@@ -273,13 +474,22 @@ def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url
             del general["master_key"]
         config["general_settings"] = general
         env = dict(env or {})
-        if "database_url" not in general and "DATABASE_URL" not in env:  # a fresh database per server
+        if "database_url" not in general and "DATABASE_URL" not in env:  # a fresh database per gateway
             env["DATABASE_URL"] = database_url()
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
         path = tmp_path / f"gateway-{len(started)}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        server = GatewayServer(path, general.get("master_key"))
+        separate = in_process_gateway_running() if process is None else process
+        server: GatewayServer | GatewayProcess
+        if separate:
+            # Its own environment: this test's, less what earlier gateways' `env` set, plus its own.
+            environ = {k: v for k, v in os.environ.items() if k not in set_here or k in env}
+            environ.update(env)
+            server = GatewayProcess(path, general.get("master_key"), env=environ)
+        else:
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+                set_here.add(name)
+            server = GatewayServer(path, general.get("master_key"))
         server.start()
         started.append(server)
         return server
@@ -287,3 +497,332 @@ def gateway_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url
     yield start
     for server in reversed(started):
         server.stop()
+
+
+# -- the conformance check ---------------------------------------------------------------------
+
+#: The hooks the check covers: the ones that see a call's text on its way in or out.
+TEXT_HOOKS = ("pre_request", "post_response", "stream_chunk")
+#: The LLM routes as clients call them: each path with and without /v1, and the Azure and engines
+#: forms that carry the model in the path. `{model}` is replaced by the check's model name.
+ROUTE_PREFIXES = ("", "/v1", "/openai/deployments/{model}", "/engines/{model}")
+#: (route, label of the request shape, field: value for the text, streams?) per call type.
+REQUEST_SHAPES: tuple[tuple[str, str, Callable[[str], dict[str, Any]], bool], ...] = (
+    ("chat/completions", "content as a string", lambda t: {"messages": [{"role": "user", "content": t}]}, True),
+    ("chat/completions", "content as text parts",
+     lambda t: {"messages": [{"role": "user", "content": [{"type": "text", "text": t}]}]}, True),
+    ("completions", "prompt as a string", lambda t: {"prompt": t}, True),
+    ("completions", "prompt as a list", lambda t: {"prompt": [t]}, True),
+    ("embeddings", "input as a string", lambda t: {"input": t}, False),
+    ("embeddings", "input as a list", lambda t: {"input": [t]}, False),
+)
+#: Routes whose reply carries text (embeddings' replies are vectors: no reply hook has text to see).
+REPLY_ROUTES = ("chat/completions", "completions")
+DEFAULT_TRIGGER = "conformance check: please act on this text"
+CONFORMANCE_MODEL = "conformance-model"
+
+
+@dataclass
+class ConformanceCase:
+    """One call of the check: which hook it was for, where, and what the plugin did.
+
+    `outcome`: "blocked" (refused, or the stream ended with an error event), "changed" (the text
+    that went on differs from what came in), "answered" (a reply without calling the upstream),
+    "skipped" (the text went through untouched) or "control failed" (the same call with harmless
+    text did not succeed either, so the check could not tell). `detail` says what was seen.
+    """
+
+    hook: str
+    route: str
+    shape: str
+    stream: bool
+    outcome: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("blocked", "changed", "answered")
+
+    def describe(self) -> str:
+        where = f"POST {self.route} ({self.shape}{', streamed' if self.stream else ''})"
+        return f"{self.hook:<14} {where}: {self.outcome}{' - ' + self.detail if self.detail else ''}"
+
+
+@dataclass
+class ConformanceReport:
+    """What `check_plugin_conformance` did: the plugin's hooks, and every case it ran."""
+
+    plugin: str
+    hooks: list[str]
+    cases: list[ConformanceCase] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[ConformanceCase]:
+        return [c for c in self.cases if not c.ok]
+
+    def routes_for(self, hook: str) -> set[str]:
+        return {c.route for c in self.cases if c.hook.split(" ")[0] == hook}
+
+    def __str__(self) -> str:
+        return "\n".join([f"plugin {self.plugin!r} (hooks: {', '.join(self.hooks)}):",
+                          *("  " + c.describe() for c in self.cases)])
+
+
+class ConformanceError(AssertionError):
+    """The plugin skipped routes (or could not be checked); the message names each route and hook.
+    `.report` holds every case."""
+
+    def __init__(self, message: str, report: ConformanceReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    import json
+
+    for line in lines:
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data and data != "[DONE]":
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    yield event
+
+
+def _reply_text(data: dict[str, Any]) -> str:
+    parts = []
+    for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message") or choice.get("delta") or {}
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        if isinstance(choice.get("text"), str):
+            parts.append(choice["text"])
+    return "".join(parts)
+
+
+@dataclass
+class _Call:
+    status: int
+    text: str = ""
+    error: str = ""
+    sse_error: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400 or bool(self.error)
+
+    def __str__(self) -> str:
+        if self.sse_error:
+            return f"the stream ended with an SSE error event: {self.error}"
+        return f"HTTP {self.status}: {self.error}"
+
+
+def _error_message(data: Any, raw: str) -> str:
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message if message is not None else raw)[:200]
+
+
+def _call(http: Any, url: str, body: dict[str, Any], headers: dict[str, str], stream: bool) -> _Call:
+    """POST one call; the reply's text, or its error (status, or the stream's SSE error event)."""
+    with http.stream("POST", url, json=body, headers=headers) as resp:
+        if resp.status_code >= 400 or not stream:
+            resp.read()
+            try:
+                data = resp.json()
+            except ValueError:
+                data = None
+            if resp.status_code >= 400 or not isinstance(data, dict):
+                return _Call(resp.status_code, error=_error_message(data, resp.text) or "not a JSON reply")
+            return _Call(resp.status_code, text=_reply_text(data))
+        text: list[str] = []
+        for event in _sse_events(resp.iter_lines()):
+            if "error" in event:
+                return _Call(resp.status_code, error=_error_message(event, str(event["error"])), sse_error=True)
+            text.append(_reply_text(event))
+        return _Call(resp.status_code, text="".join(text))
+
+
+def _split_reply(text: str) -> tuple[str, list[str]]:
+    """A reply with `text` inside, and its stream pieces: `text` cut in the middle, across two chunks."""
+    cut = max(1, len(text) // 2)
+    pieces = ["Here it is: ", text[:cut], text[cut:], " and that is all."]
+    return "".join(pieces), pieces
+
+
+def check_plugin_conformance(plugin: str, *, gateway_server: Callable[..., Any], fake_upstream: FakeUpstream,
+                             config: dict[str, Any] | None = None, trigger: str = DEFAULT_TRIGGER,
+                             harmless: str = "hello there", headers: dict[str, str] | None = None,
+                             trigger_headers: dict[str, str] | None = None,
+                             gateway_config: dict[str, Any] | None = None) -> ConformanceReport:
+    """Run `plugin` over every LLM route and fail, naming route and hook, where a hook skipped one.
+
+    The check starts a gateway with the plugin enabled (`config` is its config) and one model
+    served by `fake_upstream`, asks `GET /plugins` which of `pre_request`, `post_response` and
+    `stream_chunk` the plugin implements, then for each such hook calls every route it applies to:
+
+    - `pre_request`: chat/completions, completions and embeddings, with and without /v1 and in
+      the Azure/engines forms, each text shape (string, text parts or list), streamed and not.
+      The call carries `trigger`; the hook passes when the call was refused or the text the
+      upstream received differs from what was sent.
+    - `post_response` / `stream_chunk`: chat/completions and completions in the same forms; the
+      upstream replies with `trigger` inside (streams cut it across two chunks); the hook passes
+      when the client got an error (or an SSE error event) or a text that differs from the reply.
+
+    Every case is run first with `harmless` text, which must succeed, so a route that fails for
+    any text is reported as such instead of passing as "blocked". `headers` go with every call;
+    `trigger_headers`, when given, replace them on the trigger calls (for a plugin that acts on
+    headers: send the header on the harmless call only). `gateway_config` adds config sections.
+    Returns the `ConformanceReport`; raises `ConformanceError` (an AssertionError) listing every
+    case a hook skipped, or when the plugin implements none of the hooks checked.
+    """
+    import httpx
+
+    cfg: dict[str, Any] = {
+        "model_list": [{"model_name": CONFORMANCE_MODEL,
+                        "litellm_params": {"model": "openai/upstream-model", "api_base": fake_upstream.url,
+                                           "api_key": "sk-upstream"}}],
+    }
+    for key, value in (gateway_config or {}).items():
+        cfg[key] = value
+    cfg["plugins"] = [*(cfg.get("plugins") or []), {"name": plugin, "config": dict(config or {})}]
+    gw = gateway_server(cfg)
+    admin = {"Authorization": f"Bearer {gw.master_key}"} if gw.master_key else {}
+    with httpx.Client(timeout=30) as http:
+        listing = http.get(gw.url + "/plugins", headers=admin)
+        listing.raise_for_status()
+        order = listing.json().get("order") or {}
+        hooks = [h for h in TEXT_HOOKS if plugin in (order.get(h) or ())]
+        report = ConformanceReport(plugin, hooks)
+        if not hooks:
+            implemented = sorted(h for h, names in order.items() if plugin in (names or ()))
+            raise ConformanceError(
+                f"plugin {plugin!r} implements none of the hooks the conformance check covers "
+                f"({', '.join(TEXT_HOOKS)}; it implements: {', '.join(implemented) or 'nothing'}): "
+                "there is nothing to check, so the check does not pass", report)
+        auth = dict(admin)
+        control_headers = {**auth, **(headers or {})}
+        act_headers = {**auth, **((headers or {}) if trigger_headers is None else trigger_headers)}
+        saved = (fake_upstream.reply, fake_upstream.reply_chunks)
+        try:
+            if "pre_request" in hooks:
+                _request_cases(report, http, gw.url, fake_upstream, trigger, harmless, control_headers, act_headers)
+            reply_hooks = [h for h in ("post_response", "stream_chunk") if h in hooks]
+            if reply_hooks:
+                _reply_cases(report, http, gw.url, fake_upstream, reply_hooks, trigger, harmless,
+                             control_headers, act_headers)
+        finally:
+            fake_upstream.reply, fake_upstream.reply_chunks = saved
+    failures = report.failures
+    if not failures:
+        return report
+    acted = [c for c in report.cases if c.ok]
+    lines = [f"plugin {plugin!r} skipped {len(failures)} of {len(report.cases)} case(s) of the conformance check "
+             f"(trigger {trigger!r}):"]
+    groups: dict[tuple[str, str, str], list[ConformanceCase]] = {}
+    for c in failures:
+        groups.setdefault((c.hook, c.route, c.outcome), []).append(c)
+    for (hook, route, outcome), cases in groups.items():
+        shapes = "; ".join(c.shape + (", streamed" if c.stream else "") for c in cases)
+        lines.append(f"  {hook} on POST {route}: {outcome} ({shapes}) - {cases[0].detail}")
+    if not acted:
+        lines.append("It acted on the trigger nowhere: is `trigger` a text it blocks or rewrites "
+                     "(or `trigger_headers` headers it refuses)?")
+    raise ConformanceError("\n".join(lines), report)
+
+
+def _paths(route: str) -> list[str]:
+    return [f"{prefix.format(model=CONFORMANCE_MODEL)}/{route}" for prefix in ROUTE_PREFIXES]
+
+
+def _body(make: Callable[[str], dict[str, Any]], text: str, stream: bool) -> dict[str, Any]:
+    return {"model": CONFORMANCE_MODEL, **make(text), **({"stream": True} if stream else {})}
+
+
+def _request_cases(report: ConformanceReport, http: Any, base: str, upstream: FakeUpstream, trigger: str,
+                   harmless: str, control_headers: dict[str, str], act_headers: dict[str, str]) -> None:
+    upstream.reply, upstream.reply_chunks = "ok", None
+    for route, shape, make, streams in REQUEST_SHAPES:
+        for path in _paths(route):
+            for stream in ((False, True) if streams else (False,)):
+                case = ConformanceCase("pre_request", path, shape, stream, "skipped")
+                report.cases.append(case)
+                before = len(upstream.requests)
+                control = _call(http, base + path, _body(make, harmless, stream), control_headers, stream)
+                if control.failed or len(upstream.requests) == before:
+                    case.outcome = "control failed"
+                    why = str(control) if control.failed else "it never reached the upstream"
+                    case.detail = (f"the same call with harmless text {harmless!r} failed too "
+                                   f"({why}); pass "
+                                   "`harmless=` text (and `headers=`) that the plugin lets through")
+                    continue
+                before = len(upstream.requests)
+                sent = _body(make, trigger, stream)
+                result = _call(http, base + path, sent, act_headers, stream)
+                reached = upstream.requests[before:]
+                if not reached:
+                    case.outcome = "blocked" if result.failed else "answered"
+                    case.detail = str(result) if result.failed else "a reply without calling the upstream"
+                    continue
+                got = reached[-1].text
+                if got != "\n".join(iter_request_text(sent)):
+                    case.outcome, case.detail = "changed", f"the upstream received {got[:80]!r}"
+                else:
+                    case.detail = f"the upstream received the text unchanged: {got[:80]!r}"
+
+
+def _reply_cases(report: ConformanceReport, http: Any, base: str, upstream: FakeUpstream, reply_hooks: list[str],
+                 trigger: str, harmless: str, control_headers: dict[str, str],
+                 act_headers: dict[str, str]) -> None:
+    trigger_reply, trigger_pieces = _split_reply(trigger)
+    harmless_reply, harmless_pieces = _split_reply(harmless)
+    for route in REPLY_ROUTES:
+        make = {"chat/completions": lambda t: {"messages": [{"role": "user", "content": t}]},
+                "completions": lambda t: {"prompt": t}}[route]
+        for path in _paths(route):
+            for stream in (False, True):
+                if stream:  # a stream's text is rewritten chunk by chunk; post_response can only block it
+                    hook = "stream_chunk" if "stream_chunk" in reply_hooks else "post_response"
+                    if len(reply_hooks) == 2:
+                        hook = "stream_chunk (and post_response)"
+                elif "post_response" in reply_hooks:
+                    hook = "post_response"
+                else:
+                    continue  # stream_chunk never sees a reply that is not streamed
+                body = _body(make, harmless, stream)
+                case = ConformanceCase(hook, path, "reply text", stream, "skipped")
+                report.cases.append(case)
+                upstream.reply, upstream.reply_chunks = None, harmless_pieces
+                control = _call(http, base + path, body, control_headers, stream)
+                if control.failed:
+                    case.outcome = "control failed"
+                    case.detail = (f"the same call with the harmless reply {harmless_reply!r} failed too "
+                                   f"({control}); pass `harmless=` text (and "
+                                   "`headers=`) that the plugin lets through")
+                    continue
+                upstream.reply, upstream.reply_chunks = None, trigger_pieces
+                result = _call(http, base + path, body, control_headers, stream)
+                if result.failed:
+                    case.outcome, case.detail = "blocked", str(result)
+                elif result.text != trigger_reply:
+                    case.outcome, case.detail = "changed", f"the client got {result.text[:80]!r}"
+                else:
+                    case.detail = (f"the client got the upstream's reply unchanged: {result.text[:80]!r}"
+                                   + (" (the trigger was cut across two chunks)" if stream else ""))
+
+
+@pytest.fixture
+def plugin_conformance(gateway_server: Callable[..., Any], fake_upstream: FakeUpstream) -> Callable[..., ConformanceReport]:
+    """`plugin_conformance(plugin, config=..., trigger=..., ...)`: `check_plugin_conformance` with
+    this test's `gateway_server` and `fake_upstream`."""
+
+    def check(plugin: str, **kwargs: Any) -> ConformanceReport:
+        return check_plugin_conformance(plugin, gateway_server=gateway_server, fake_upstream=fake_upstream, **kwargs)
+
+    return check

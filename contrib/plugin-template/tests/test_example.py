@@ -1,8 +1,9 @@
 """End-to-end tests: a real gateway with this plugin enabled, a fake OpenAI upstream on loopback, and
 the official `openai` SDK as the client.
 
-`fake_upstream` and `gateway_server` come from `gateway.testing`, a pytest plugin that is active as
-soon as `gateway` is installed; nothing to import or register.
+`fake_upstream`, `gateway_server` and `plugin_conformance` come from `gateway.testing`, a pytest
+plugin that is active as soon as `gateway` is installed; nothing to import or register (see the
+gateway's docs/testing-a-plugin.md).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def config(upstream, plugin_entry=None, **flat):
     return cfg
 
 
-def chat(client, text="hello"):
-    return client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": text}])
+def chat(client, text="hello", **kwargs):
+    return client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": text}], **kwargs)
 
 
 def test_request_with_the_header_passes(fake_upstream, gateway_server):
@@ -45,7 +46,9 @@ def test_request_with_the_header_passes(fake_upstream, gateway_server):
     with server.client(default_headers=HEADER) as client:
         reply = chat(client, "hi there")
     assert reply.choices[0].message.content == "upstream says: hi there"
-    assert len(fake_upstream.requests) == 1
+    (sent,) = fake_upstream.requests  # what left the gateway: objects with .path, .json, .headers, .text
+    assert (sent.path, sent.text) == ("/v1/chat/completions", "hi there")
+    assert sent.headers["authorization"] == "Bearer sk-upstream"  # the upstream's key, never the client's
 
 
 def test_request_without_the_header_gets_400_and_never_reaches_upstream(fake_upstream, gateway_server):
@@ -58,6 +61,23 @@ def test_request_without_the_header_gets_400_and_never_reaches_upstream(fake_ups
                   "param": None, "code": "400"},
     }
     assert fake_upstream.requests == []
+
+
+def test_every_llm_route_is_guarded(plugin_conformance):
+    """The conformance check: calls with the header pass and calls without it are refused on every
+    LLM route (chat, completions, embeddings; with and without /v1; streamed and not)."""
+    report = plugin_conformance(NAME, headers=HEADER, trigger_headers={})
+    assert report.hooks == ["pre_request"]
+    assert {c.outcome for c in report.cases} == {"blocked"}
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"} <= report.routes_for("pre_request")
+
+
+def test_an_upstream_error_passes_through_the_guard(fake_upstream, gateway_server):
+    """Script the fake upstream per request (`extra_body={"fake_upstream": {...}}`): here an error."""
+    server = gateway_server(config(fake_upstream))
+    with server.client(default_headers=HEADER) as client, pytest.raises(openai.RateLimitError) as err:
+        chat(client, extra_body={"fake_upstream": {"status": 429, "message": "slow down", "type": "rate_limit_error"}})
+    assert "slow down" in err.value.response.json()["error"]["message"]
 
 
 def test_native_entry_with_an_allow_list(fake_upstream, gateway_server):
