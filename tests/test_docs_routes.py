@@ -32,6 +32,11 @@ NOT_ROUTES = {
     "/api/generate": "Ollama's native route",
     "/api/embed": "Ollama's native route",
     "/v1": "the prefix of the OpenAI routes (`with or without /v1`)",
+    "/openai": "part of an Azure api_base users copy (providers table)",
+    "/openai/v1": "Azure's v1 API path, upstream",
+    "/v1/messages": "Anthropic's route, upstream (until the inbound Messages API lands, issue 16)",
+    "/v2/chat": "Cohere's route, upstream",
+    "/v2/embed": "Cohere's route, upstream",
     "/x": "the example of an unknown route in the error table",
     "/webhook/stats": "an example plugin's route in the hooks guide",
 }
