@@ -15,6 +15,7 @@ from typing import Any, Callable
 import orjson
 
 from gateway.context import AlertEvent
+from gateway.core.logsafe import capped_body
 from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
 from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
@@ -103,6 +104,9 @@ class Router:
 
     async def _send(self, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
         if dep.provider == "fake":
+            if log.isEnabledFor(logging.DEBUG):  # in --detailed_debug like any upstream call
+                log.debug("POST Request Sent from gateway: fake/%s (in-process, %s) body=%s", dep.upstream_model,
+                          call_type, capped_body(orjson.dumps(body)))
             return await fake.send(dep, call_type, body, stream)
         return await openai_compatible.send(self.upstreams, dep, call_type, body, stream)
 
