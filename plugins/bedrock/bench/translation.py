@@ -103,17 +103,10 @@ def run(coro: Any) -> None:
 
 
 def passthrough_builder() -> Callable[[dict[str, Any]], Any]:
-    """The core's OpenAI-compatible build_request when importable (a checkout), else its equivalent."""
-    try:
-        from gateway.core.providers.openai_family import OpenAICompatible
-
-        openai = OpenAICompatible("openai", "https://api.openai.com/v1", (), "OpenAI")
-        dep = SimpleNamespace(api_base="https://api.openai.com/v1", api_key="sk-bench", basic_auth=None,
-                              extra_headers={}, extra_body={}, upstream_model="gpt-4o", api_version=None, params={})
-        return lambda body: openai.build_request(dep, "acompletion", dict(body), False)
-    except Exception:
-        return lambda body: ("https://api.openai.com/v1/chat/completions",
-                             {"content-type": "application/json", "authorization": "Bearer sk-bench"}, orjson.dumps(body))
+    """What an OpenAI pass-through does per call (URL, headers, JSON bytes); plugins import only
+    `gateway`, so the core's own builder is not imported here."""
+    return lambda body: ("https://api.openai.com/v1/chat/completions",
+                         {"content-type": "application/json", "authorization": "Bearer sk-bench"}, orjson.dumps(body))
 
 
 def main() -> int:
