@@ -23,7 +23,7 @@ MODELS = [
     {"model_name": "claude-sonnet", "litellm_params": {"model": "anthropic/claude-3-5-sonnet-20241022", "api_base": DOWN}},
     {"model_name": "embedder", "litellm_params": {"model": "text-embedding-3-small", "api_base": DOWN}},
     {"model_name": "groq-llama", "litellm_params": {"model": "groq/llama-3.3-70b-versatile", "api_base": DOWN}},
-    # Not in the table: what model_info says, and no price.
+    # Limits from what model_info says; priced at 0 by the table's `ollama*/*` row.
     {"model_name": "local-llama", "litellm_params": {"model": "ollama_chat/llama3.1", "api_base": "http://127.0.0.1:9"},
      "model_info": {"mode": "chat", "max_input_tokens": 131072, "max_tokens": 2048,
                     "supports_function_calling": True, "supports_vision": False, "supports_pdf_input": True}},
@@ -139,7 +139,8 @@ def test_page_on_a_desktop_filters_and_gives_a_working_snippet(hub_server, brows
     assert [row.locator("td").nth(i).inner_text() for i in (3, 4, 5, 6)] == ["128K", "16K", "$5.00", "$10.00"]
     assert row.locator(".feature").all_inner_texts() == ["streaming", "tools", "vision"]
     assert page.locator("tr[data-model='embedder'] td").nth(5).inner_text() == "$0.02"
-    assert page.locator("tr[data-model='local-llama'] td").nth(5).inner_text() == "—"
+    assert page.locator("tr[data-model='local-llama'] td").nth(5).inner_text() == "$0.00"  # a local model is free
+    assert page.locator("tr[data-model='in-house'] td").nth(5).inner_text() == "$0.10"
     wrap = page.locator(".table-wrap")  # the whole table fits: no sideways scrolling
     assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth")
     screenshot(page, "all")
