@@ -82,6 +82,12 @@ class Provider:
     #: It speaks OpenAI's wire format: replies, streams and errors are relayed as they come.
     passthrough: ClassVar[bool] = False
 
+    #: The request fields it honours, per call type: OpenAI's that it translates and its own native
+    #: ones. A call type absent here relays every field (the OpenAI family). A request field outside
+    #: the set is refused with a 400 naming it, or dropped when `drop_params` is on (LiteLLM's
+    #: UnsupportedParamsError and `drop_params`), so nothing a client asks for is silently ignored.
+    supported_params: ClassVar[dict[str, frozenset[str]]] = {}
+
     #: Optional: `async def prepare(self, dep, call_type) -> None`, awaited before `build_request`
     #: on every call, for work that needs I/O (a credential refresh, e.g. Vertex's OAuth token),
     #: done off the event loop. None: nothing to prepare (no await on the hot path).
@@ -90,6 +96,11 @@ class Provider:
     def check(self, dep: Any) -> None:
         """At start-up, for each deployment: raise ValueError naming what is missing or wrong
         (the gateway refuses to start with it). `dep.api_base` and `dep.api_key` are resolved."""
+
+    def params_for(self, dep: Any, call_type: str) -> frozenset[str] | None:
+        """The fields this deployment honours for `call_type` (None: all). Override when they
+        depend on the deployment (Vertex serves Gemini and Anthropic models)."""
+        return self.supported_params.get(call_type)
 
     def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
         """The HTTP request for one call. `body` is the OpenAI-shaped request as the hooks left

@@ -90,11 +90,22 @@ def test_chat(client, api):
                         "top_p": 0.9, "stop_sequences": ["END"], "metadata": {"user_id": "user-42"}}
 
 
-def test_max_tokens_defaults_and_openai_only_params_are_never_sent(client, api):
+OPENAI_ONLY = {"presence_penalty": 0.5, "frequency_penalty": 0.1, "seed": 7, "logit_bias": {"1": 1}}
+
+
+def test_params_anthropic_lacks_are_refused_by_name_unless_dropped(client, api):
+    # As LiteLLM: a parameter the provider cannot honour is an error, never silently ignored.
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="claude", messages=user("hi"), **OPENAI_ONLY)
+    message = err.value.body["message"]
+    assert "anthropic does not support parameters: frequency_penalty, logit_bias, presence_penalty, seed" in message
+    assert "drop_params" in message and err.value.body["param"] == "frequency_penalty"
+    assert api.requests == []  # nothing was sent
+    # Dropped on request: `n: 1` and `logprobs: false` ask for nothing and pass anyway.
     client.chat.completions.create(
         model="claude", messages=[{"role": "developer", "content": [{"type": "text", "text": "rules"}]}, *user("hi")],
-        n=1, presence_penalty=0.5, frequency_penalty=0.1, seed=7, logprobs=False, logit_bias={"1": 1},
-        user="someone@example.com", service_tier="default", extra_body={"top_k": 5, "fake_upstream": {"x": 1}})
+        n=1, logprobs=False, user="someone@example.com", service_tier="default", **OPENAI_ONLY,
+        extra_body={"top_k": 5, "drop_params": True, "additional_drop_params": ["service_tier"]})
     body = api.last.json
     assert body["max_tokens"] == 4096  # Anthropic requires it; LiteLLM's default
     assert body["system"] == [{"type": "text", "text": "rules"}]
@@ -102,6 +113,19 @@ def test_max_tokens_defaults_and_openai_only_params_are_never_sent(client, api):
     assert set(body) == {"model", "messages", "system", "max_tokens", "top_k"}  # no e-mail as user_id
     client.chat.completions.create(model="claude", messages=user("hi"), max_completion_tokens=77)
     assert api.last.json["max_tokens"] == 77
+
+
+@pytest.mark.parametrize("where", ["deployment", "litellm_settings"])
+def test_drop_params_in_the_config_drops_what_anthropic_lacks(gateway_server, api, where):
+    cfg = config(ant_model("claude", api.url, **({"drop_params": True} if where == "deployment" else {})))
+    if where == "litellm_settings":
+        cfg["litellm_settings"] = {"drop_params": True}
+    client = gateway_server(cfg).client()
+    client.chat.completions.create(model="claude", messages=user("hi"), **OPENAI_ONLY)
+    assert set(api.last.json) == {"model", "messages", "max_tokens"}
+    # The request may still say otherwise.
+    with pytest.raises(openai.BadRequestError, match="does not support parameters: seed"):
+        client.chat.completions.create(model="claude", messages=user("hi"), seed=1, extra_body={"drop_params": False})
 
 
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/", "/v1/messages"])

@@ -186,10 +186,13 @@ def test_sampling_parameters(client, cohere):
     client.chat.completions.create(
         model="command-r", messages=HI, temperature=0.2, top_p=0.9, seed=7, stop="END", max_tokens=64,
         presence_penalty=0.5, frequency_penalty=0.25, user="end-user-1", n=1, logit_bias={"1": 2},
-        logprobs=False, parallel_tool_calls=False, extra_body={"top_k": 40, "safety_mode": "STRICT"})
+        logprobs=False, parallel_tool_calls=False,
+        extra_body={"top_k": 40, "safety_mode": "STRICT", "drop_params": True})
     assert sent(cohere) == {"model": "command-r", "messages": HI, "stream": False, "temperature": 0.2, "p": 0.9,
                             "seed": 7, "stop_sequences": ["END"], "max_tokens": 64, "presence_penalty": 0.5,
                             "frequency_penalty": 0.25, "k": 40, "safety_mode": "STRICT"}
+    with pytest.raises(openai.BadRequestError, match="cohere does not support parameters: logit_bias, parallel_tool_calls"):
+        client.chat.completions.create(model="command-r", messages=HI, logit_bias={"1": 2}, parallel_tool_calls=False)
     client.chat.completions.create(model="command-r", messages=HI, max_tokens=10, max_completion_tokens=20,
                                    stop=["a", "b"], extra_body={"k": 5, "p": 0.5})
     assert sent(cohere) == {"model": "command-r", "messages": HI, "stream": False, "max_tokens": 20,

@@ -69,9 +69,10 @@ class Router:
         file = self.settings.file
         default_timeout = file.router_settings.timeout or file.litellm_settings.get("request_timeout") or 600.0
         stream_total = file.router_settings.stream_total_timeout or DEFAULT_STREAM_TOTAL_TIMEOUT
+        drop = file.litellm_settings.get("drop_params") is True
         groups: dict[str, list[Deployment]] = {}
         for i, entry in enumerate(file.model_list):
-            dep = resolve(i, entry, float(default_timeout), stream_total, providers)
+            dep = resolve(i, entry, float(default_timeout), stream_total, providers, drop)
             groups.setdefault(dep.model_name, []).append(dep)
         self.groups = groups
 

@@ -598,6 +598,12 @@ class AnthropicStream:
 
 
 # -- the provider ------------------------------------------------------------------------------
+#: The chat request fields translated to the Messages API (and Anthropic's own, passed as they are).
+CHAT_PARAMS = frozenset({"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools",
+                         "tool_choice", "parallel_tool_calls", "web_search_options", "response_format",
+                         "service_tier", "thinking", "reasoning_effort", "output_config", *NATIVE_PARAMS})
+
+
 class Anthropic(Provider):
     name = "anthropic"
     display_name = "Anthropic"
@@ -606,6 +612,7 @@ class Anthropic(Provider):
     api_base_env = ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")  # as LiteLLM reads them
     call_types = frozenset({"acompletion"})
     passthrough = False
+    supported_params = {"acompletion": CHAT_PARAMS}
 
     def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
         betas: set[str] = set()

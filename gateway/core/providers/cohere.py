@@ -13,8 +13,9 @@ Requests (docs/providers/cohere.md lists every field): messages keep their roles
 becomes `system`), text and image parts become Cohere content blocks, `tool_calls` and tool results
 keep their ids; `top_p`/`top_k` become `p`/`k`, `stop` becomes `stop_sequences`, `tool_choice`
 `required`/`none` become `REQUIRED`/`NONE` (a named function: only that tool, `REQUIRED`), a JSON
-`response_format` becomes `{"type": "json_object", "json_schema": ...}`. Parameters Cohere has no
-use for (`user`, `logit_bias`, `logprobs`, `parallel_tool_calls`, `stream_options`) are not sent.
+`response_format` becomes `{"type": "json_object", "json_schema": ...}`. `user` and `stream_options`
+are not sent; parameters Cohere cannot honour (`logit_bias`, `parallel_tool_calls`, ...) are refused
+unless `drop_params` is on (`SUPPORTED` lists what is taken).
 
 Replies: text blocks become `content`, `thinking` blocks and the `tool_plan` become
 `reasoning_content`, tool calls keep their ids. Usage is what Cohere bills (`billed_units`), falling
@@ -577,6 +578,14 @@ def _model_of(dep: Any) -> str:
 
 
 # -- the provider -----------------------------------------------------------------------------
+#: The request fields translated to v2 chat / embed (and Cohere's own, passed as they are).
+SUPPORTED = {
+    "acompletion": frozenset({s for s, _ in SAMPLING} | set(NATIVE_CHAT) | {
+        "stop", "n", "tools", "functions", "tool_choice", "response_format", "reasoning_effort", "thinking"}),
+    "aembedding": frozenset({"dimensions", *NATIVE_EMBED}),
+}
+
+
 class Cohere(Provider):
     name = "cohere"
     aliases = ("cohere_chat",)
@@ -585,6 +594,7 @@ class Cohere(Provider):
     api_key_env = ("COHERE_API_KEY", "CO_API_KEY")
     api_base_env = ("COHERE_API_BASE",)  # as LiteLLM reads it
     call_types = frozenset(PATHS)
+    supported_params = SUPPORTED
     passthrough = False
 
     def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:

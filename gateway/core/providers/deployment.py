@@ -53,6 +53,9 @@ class Deployment:
     extra_body: dict[str, Any] = field(default_factory=dict)
     #: Never sent upstream (LiteLLM's `additional_drop_params`).
     drop_params: tuple[str, ...] = ()
+    #: Drop the request fields its provider does not honour instead of refusing them (LiteLLM's
+    #: `drop_params`: the deployment's, else `litellm_settings.drop_params`).
+    drop_unsupported: bool = False
     #: TLS verification: None (default), False (`ssl_verify: false`), or a CA bundle path.
     ssl_verify: bool | str | None = None
     #: The whole `litellm_params` entry, for providers' own keys (`vertex_project`, `aws_region_name`).
@@ -89,7 +92,8 @@ def _first_env(names: tuple[str, ...]) -> str | None:
 
 
 def resolve(index: int, entry: Any, default_timeout: float,
-            default_stream_total: float = DEFAULT_STREAM_TOTAL_TIMEOUT, providers: Any = None) -> Deployment:
+            default_stream_total: float = DEFAULT_STREAM_TOTAL_TIMEOUT, providers: Any = None,
+            default_drop: bool = False) -> Deployment:
     """Turn a validated `ModelEntry` into a Deployment, or raise DeploymentError naming the key.
     `providers` (a `registry.Providers`) says which provider serves the model's prefix."""
     from gateway.core.providers.registry import PROVIDER_DISTRIBUTIONS
@@ -136,6 +140,9 @@ def resolve(index: int, entry: Any, default_timeout: float,
     drop = extra.get("additional_drop_params") or []
     if not (isinstance(drop, list) and all(isinstance(d, str) for d in drop)):
         raise DeploymentError(f"model_list.{index}.litellm_params.additional_drop_params: must be a list of names")
+    drop_unsupported = extra.get("drop_params", default_drop)
+    if not isinstance(drop_unsupported, bool):
+        raise DeploymentError(f"model_list.{index}.litellm_params.drop_params: must be true or false")
     ssl_verify = extra.get("ssl_verify")
     if isinstance(ssl_verify, str) and ssl_verify.strip().lower() in ("false", "0", "no", "true", "1", "yes"):
         ssl_verify = ssl_verify.strip().lower() in ("true", "1", "yes")
@@ -169,6 +176,7 @@ def resolve(index: int, entry: Any, default_timeout: float,
         defaults=defaults,
         extra_body=dict(extra_body),
         drop_params=tuple(drop),
+        drop_unsupported=drop_unsupported,
         ssl_verify=ssl_verify,
     )
     if handler is not None:

@@ -654,6 +654,15 @@ def model_url(api_base: str, model: str) -> tuple[str, str | None]:
 
 # -- the provider -------------------------------------------------------------------------------
 
+#: The request fields translated to generateContent / embedContent (and Gemini's own).
+CHAT_PARAMS = frozenset({"temperature", "top_p", "top_k", "n", "seed", "presence_penalty", "frequency_penalty",
+                         "logprobs", "top_logprobs", "max_tokens", "max_completion_tokens", "stop",
+                         "response_format", "thinking", "reasoning_effort", "tools", "functions", "tool_choice",
+                         "safety_settings", "safetySettings", "cached_content", "cachedContent"})
+EMBED_PARAMS = frozenset({"dimensions", "task_type"})
+SUPPORTED = {"acompletion": CHAT_PARAMS, "aembedding": EMBED_PARAMS}
+
+
 class Gemini(Provider):
     name = "gemini"
     display_name = "Gemini"
@@ -662,6 +671,7 @@ class Gemini(Provider):
     api_base_env = ("GEMINI_API_BASE",)
     call_types = frozenset({"acompletion", "aembedding"})
     passthrough = False
+    supported_params = SUPPORTED
 
     def __init__(self) -> None:
         self._urls: dict[int, tuple[Any, str, str]] = {}  # id(dep) -> (dep, model URL, query)

@@ -381,6 +381,15 @@ class OllamaStream:
 
 
 # -- the provider -----------------------------------------------------------------------------
+_TRANSLATED = {"format", "options", "response_format", "reasoning_effort", "thinking", *OPTION_OF}
+#: The request fields translated to /api/chat, /api/generate and /api/embed (and Ollama's own).
+SUPPORTED = {
+    "acompletion": frozenset({*_TRANSLATED, "tools", "functions", "tool_choice", *PASS["acompletion"]}),
+    "atext_completion": frozenset({*_TRANSLATED, *PASS["atext_completion"]}),
+    "aembedding": frozenset({"options", *PASS["aembedding"]}),
+}
+
+
 class Ollama(Provider):
     """Ollama's native API, for `ollama/` and `ollama_chat/` (one instance per prefix)."""
 
@@ -388,6 +397,7 @@ class Ollama(Provider):
     default_api_base = "http://localhost:11434"
     api_key_env = ()
     call_types = frozenset(PATHS)
+    supported_params = SUPPORTED
     passthrough = False
 
     def __init__(self, name: str) -> None:

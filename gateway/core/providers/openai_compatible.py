@@ -138,14 +138,54 @@ def tls_of(dep: Deployment) -> Any:
     return context
 
 
+#: Fields every provider takes: what is called, how, and for whom.
+ALWAYS_TAKEN = frozenset({"model", "messages", "prompt", "input", "stream", "stream_options", "user",
+                          "encoding_format"})
+
+
+def _request_drop(body: dict[str, Any]) -> tuple[bool | None, Any]:
+    """The request's own `drop_params` / `additional_drop_params` (LiteLLM reads both per request);
+    they are the gateway's to read, never the upstream's."""
+    drop = body.pop("drop_params", None) if "drop_params" in body else None
+    extra = body.pop("additional_drop_params", None) if "additional_drop_params" in body else None
+    return drop, extra
+
+
+def _unsupported(dep: Deployment, call_type: str, body: dict[str, Any]) -> list[str]:
+    supported = dep.handler.params_for(dep, call_type)
+    if supported is None:
+        return []
+    return [k for k, v in body.items()
+            if k not in supported and k not in ALWAYS_TAKEN and v is not None
+            and not (k == "n" and v == 1) and not (k == "logprobs" and v is False)]
+
+
 def build_request(dep: Deployment, call_type: str, body: dict[str, Any], stream: bool = False) -> tuple[str, dict[str, str], bytes]:
-    """URL, headers and body bytes for one upstream call, in the deployment's provider's format."""
+    """URL, headers and body bytes for one upstream call, in the deployment's provider's format.
+
+    Fields the provider does not honour are refused with a 400 naming them, unless `drop_params` is
+    on (the request's, else the deployment's, else `litellm_settings`'), which drops them: a
+    client never believes a parameter was applied when it was not."""
     body = {**dep.defaults, **body} if dep.defaults else dict(body)
     body["model"] = dep.upstream_model
+    request_drop, request_extra = _request_drop(body)
+    dropped = (*dep.drop_params, *request_extra) if request_extra else dep.drop_params
+    for name in dropped:
+        body.pop(name, None)
+    unsupported = _unsupported(dep, call_type, body)
+    if unsupported:
+        if not (dep.drop_unsupported if request_drop is None else request_drop):
+            raise BadRequestError(
+                f"{dep.provider_display}Exception - {dep.provider} does not support parameters: "
+                f"{', '.join(sorted(unsupported))}, for model={dep.upstream_model}. To drop these, set "
+                "`drop_params: true` (in the request, the deployment's litellm_params or litellm_settings), "
+                "or list them in `additional_drop_params`", param=sorted(unsupported)[0])
+        for name in unsupported:
+            body.pop(name)
     if dep.extra_body:
         body.update(dep.extra_body)
-    for name in dep.drop_params:
-        body.pop(name, None)
+        for name in dropped:
+            body.pop(name, None)
     req = dep.handler.build_request(dep, call_type, body, stream)
     return req.url, req.headers, req.body
 

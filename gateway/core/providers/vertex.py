@@ -449,6 +449,12 @@ class VertexAI(Provider):
             s = self._deps[id(dep)]
         return s
 
+    def params_for(self, dep: Any, call_type: str) -> frozenset[str] | None:
+        kind = self._settings(dep).kind
+        if kind == "anthropic":
+            return anthropic.CHAT_PARAMS if call_type == "acompletion" else None
+        return gemini.SUPPORTED.get(call_type) if kind == "gemini" else None
+
     async def prepare(self, dep: Any, call_type: str | None = None) -> None:
         """PROPOSED contract extension: awaited by the core before `build_request`, so that a token
         fetch never blocks the event loop. Waits (off the loop) only when no usable token is in hand."""

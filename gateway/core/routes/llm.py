@@ -56,11 +56,15 @@ def _check_types(call_type: str, body: dict[str, Any]) -> None:
                 raise BadRequestError(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
     elif not isinstance(value, (str, list)):
         raise BadRequestError(f"{field} must be a string or a list", param=field)
-    checks = (("stream", bool), ("user", str), ("metadata", dict), ("tags", list), ("stream_options", dict))
+    checks = (("stream", bool), ("user", str), ("metadata", dict), ("tags", list), ("stream_options", dict),
+              ("drop_params", bool), ("additional_drop_params", list))
     for name, kind in checks:
         v = body.get(name)
         if v is not None and not isinstance(v, kind):
             raise BadRequestError(f"{name} must be of type {kind.__name__}", param=name)
+    dropped = body.get("additional_drop_params")
+    if dropped is not None and not all(isinstance(d, str) for d in dropped):
+        raise BadRequestError("additional_drop_params must be a list of parameter names", param="additional_drop_params")
     user = body.get("user")
     if isinstance(user, str) and len(user) > 255:  # end users are tracked by this id
         raise BadRequestError("user must be at most 255 characters", param="user")
