@@ -9,7 +9,8 @@ from gateway.provider import Provider
 
 #: Prefixes served by a distribution we publish, for the "not installed" hint. Only distributions
 #: that exist are named here: a hint never invents a package.
-PROVIDER_DISTRIBUTIONS: dict[str, str] = {"bedrock": "gateway-plugin-bedrock"}
+PROVIDER_DISTRIBUTIONS: dict[str, str] = {"bedrock": "gateway-plugin-bedrock", "sagemaker": "gateway-plugin-bedrock",
+                                          "sagemaker_chat": "gateway-plugin-bedrock"}
 
 #: Bare model names (no prefix) as LiteLLM's model map reads them: the first matching prefix wins;
 #: anything else is an OpenAI model.

@@ -1,6 +1,8 @@
-"""The plugin: it offers the `bedrock/` provider, and keeps temporary AWS credentials fresh.
+"""The plugin: it offers the `bedrock/`, `sagemaker/` and `sagemaker_chat/` providers, and keeps
+temporary AWS credentials fresh for all three (they share one credential cache).
 
-Switched on by a `bedrock/` model in `model_list` alone (entry-point group `gateway.providers`);
+Switched on by a `bedrock/`, `sagemaker/` or `sagemaker_chat/` model in `model_list` alone
+(entry-point group `gateway.providers`);
 naming it in `callbacks` or `plugins:` also works. Everything about a deployment is in its
 `litellm_params` (see README.md); the plugin's one setting tunes the background credential check.
 """
@@ -30,7 +32,9 @@ class BedrockConfig(PluginConfig):
 
 
 class Bedrock(Plugin):
-    """AWS Bedrock (Converse, ConverseStream, InvokeModel for embeddings) for `bedrock/` models."""
+    """AWS Bedrock (Converse, ConverseStream, InvokeModel for embeddings) for `bedrock/` models, and
+    SageMaker endpoints (InvokeEndpoint, InvokeEndpointWithResponseStream) for `sagemaker/` and
+    `sagemaker_chat/` models."""
 
     name = "bedrock"
     priority = 0
@@ -39,15 +43,19 @@ class Bedrock(Plugin):
     def __init__(self, config: PluginConfig, gateway: Any) -> None:
         super().__init__(config, gateway)
         self._provider: Any = None
+        self._sagemaker: list[Any] = []
         self._refresher: asyncio.Task[None] | None = None
 
     @hookimpl
     def providers(self, gateway: Any) -> list[Any]:
         from gateway_plugin_bedrock.provider import BedrockProvider
+        from gateway_plugin_bedrock.sagemaker import SageMakerChatProvider, SageMakerProvider
 
         if self._provider is None:
             self._provider = BedrockProvider()
-        return [self._provider]
+            shared = self._provider.credentials  # one cache: the refresher below covers every provider
+            self._sagemaker = [SageMakerProvider(shared), SageMakerChatProvider(shared)]
+        return [self._provider, *self._sagemaker]
 
     @hookimpl
     async def startup(self, gateway: Any) -> None:
