@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.providers import anthropic, cohere, gemini, ollama, openai_family, vertex
+from gateway.core.providers import anthropic, azure, cohere, gemini, ollama, openai_family, vertex
 from gateway.plugin import Plugin, hookimpl
 
 
@@ -16,5 +16,5 @@ class BuiltinProviders(Plugin):
     def providers(self, gateway: Any) -> list[Any]:
         # The native providers come last: where one serves a prefix of the OpenAI-compatible
         # family (anthropic, gemini, ollama), it replaces the family's member.
-        return [*openai_family.family(), *anthropic.providers(), *ollama.providers(), *gemini.providers(),
-                *cohere.providers(), *vertex.providers()]
+        return [*openai_family.family(), *azure.providers(), *anthropic.providers(), *ollama.providers(),
+                *gemini.providers(), *cohere.providers(), *vertex.providers()]

@@ -71,6 +71,9 @@ class Deployment:
 
     def redact(self, text: str) -> str:
         """Upstream text with this deployment's key masked: some upstreams echo the key in errors."""
+        for secret in getattr(self.handler, "secrets", lambda d: ())(self):  # e.g. Azure's Entra token
+            if secret and secret in text:
+                text = text.replace(secret, "***")
         if self.api_key and self.api_key in text:
             text = text.replace(self.api_key, self.api_key[:4] + "*" * 12)
         if self.basic_auth and self.basic_auth[6:] in text:

@@ -1,5 +1,7 @@
-"""The providers that speak OpenAI's wire format (OpenAI, Azure, Groq, vLLM, ...): requests go out as
-they are, and replies, streams and errors come back untouched (`passthrough`)."""
+"""The providers that speak OpenAI's wire format (OpenAI, Groq, vLLM, ...): requests go out as they
+are, and replies, streams and errors come back untouched (`passthrough`). Azure's members live in
+`azure.py`. `openai/responses/<model>` deployments are served by the Responses API through
+`responses_bridge` instead (their `check` hands them to a `ResponsesBridge`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from gateway.core.providers import responses_bridge
+from gateway.core.providers.responses_bridge import RESPONSES_PREFIX
 from gateway.provider import Provider, UpstreamRequest
 
 PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings"}
@@ -48,6 +52,7 @@ class OpenAICompatible(Provider):
         self.default_api_base = base  # type: ignore[misc]
         self.api_key_env = key_env  # type: ignore[misc]
         self.display_name = display  # type: ignore[misc]
+        self._bridge: Provider | None = None
         if name in ("openai", "text-completion-openai"):
             self.api_base_env = ("OPENAI_API_BASE", "OPENAI_BASE_URL")  # type: ignore[misc]
 
@@ -60,47 +65,25 @@ class OpenAICompatible(Provider):
     def url(self, dep: Any, call_type: str) -> str:
         return f"{dep.api_base.rstrip('/')}/{PATHS[call_type]}"
 
-    def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
+    def request_headers(self, dep: Any) -> dict[str, str]:
+        """Every header of a call: credentials, then the deployment's own `extra_headers`."""
         headers = self.headers(dep)
         if dep.basic_auth:  # as LiteLLM's HTTP client does, userinfo in api_base wins over a bearer key
             headers["authorization"] = dep.basic_auth
         headers.update(dep.extra_headers)
-        return UpstreamRequest(self.url(dep, call_type), headers, orjson.dumps(body))
-
-
-#: `api_version` values that select Azure OpenAI's v1 API (`<base>/openai/v1/<path>`, the model in
-#: the body) instead of the dated deployments API, as Azure documents them.
-AZURE_V1_VERSIONS = ("preview", "latest", "v1")
-
-
-class Azure(OpenAICompatible):
-    """Azure OpenAI: `<base>/openai/deployments/<deployment>/<path>?api-version=...`, key in `api-key`;
-    with `api_version: preview | latest | v1`, the v1 API `<base>/openai/v1/<path>`."""
-
-    api_base_env = ("AZURE_API_BASE",)
-
-    def headers(self, dep: Any) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if dep.api_key:
-            headers["api-key"] = dep.api_key
         return headers
 
-    def url(self, dep: Any, call_type: str) -> str:
-        base = dep.api_base.rstrip("/")
-        if base.endswith("/openai/v1") or base.endswith("/openai"):
-            base = base.rsplit("/openai", 1)[0]  # a base copied from Azure's portal with the path
-        if dep.api_version in AZURE_V1_VERSIONS:
-            query = "?api-version=preview" if dep.api_version == "preview" else ""
-            return f"{base}/openai/v1/{PATHS[call_type]}{query}"
-        return f"{base}/openai/deployments/{dep.upstream_model}/{PATHS[call_type]}?api-version={dep.api_version}"
-
     def check(self, dep: Any) -> None:
-        if not dep.api_version:
-            raise ValueError("azure deployments need an api_version")
+        if self.name == "openai" and dep.upstream_model.startswith(RESPONSES_PREFIX):
+            # `openai/responses/<model>`: chat completions served by the Responses API (LiteLLM's bridge)
+            if self._bridge is None:
+                self._bridge = responses_bridge.ResponsesBridge(self, lambda d: f"{d.api_base.rstrip('/')}/responses")
+            dep.handler = self._bridge
+
+    def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
+        return UpstreamRequest(self.url(dep, call_type), self.request_headers(dep), orjson.dumps(body))
 
 
 def family() -> list[Provider]:
-    providers: list[Provider] = [OpenAICompatible(name, *spec) for name, spec in FAMILY.items()]
-    providers.append(Azure("azure", None, ("AZURE_API_KEY",), "Azure"))
-    providers.append(Azure("azure_text", None, ("AZURE_API_KEY",), "Azure"))
-    return providers
+    """The family's members. Azure's (`azure`, `azure_text`, `azure_ai`) are in `azure.providers()`."""
+    return [OpenAICompatible(name, *spec) for name, spec in FAMILY.items()]

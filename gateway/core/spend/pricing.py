@@ -49,6 +49,7 @@ class PriceTable:
     def lookup(self, provider: str, model: str) -> Price | None:
         """Exact `provider/model`, then `model` for OpenAI-family providers, then a dated variant
         (`gpt-4o-2024-08-06` -> `gpt-4o`), then `provider/*`."""
+        model = model[len("responses/"):] if model.startswith("responses/") else model  # the Responses bridge
         provider = PRICE_PREFIX_ALIASES.get(provider, provider)
         names = [f"{provider}/{model}"]
         if provider in ("vertex_ai", "vertex_ai_beta"):
