@@ -81,6 +81,8 @@ class RequestContext:
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)
     headers_sent: bool = False
+    #: Every upstream attempt, in order: `{"model_group", "model_id", "status", "error"?}`.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def annotate(self, key: str, value: Any, plugin: str | None = None) -> None:
         """Record `key = value` for this call under the calling plugin's name: it lands on the

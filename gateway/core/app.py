@@ -54,6 +54,8 @@ class Gateway:
         self.router = Router(settings)
         self.router.alert = self.alert  # a call that failed on every attempt raises an alert
         self.prices = PriceTable()
+        self.router.known_models = list(self.prices.prices)
+        self.router.price_of = self._unit_price
         self.spend_writer: Any = None  # set by the spend_logs builtin
         self.started_at = time.time()
         self.readiness_checks: dict[str, Callable[[], Awaitable[Any]]] = {}
@@ -83,6 +85,11 @@ class Gateway:
     def http_client(self, url: str) -> Any:
         """A pooled httpx client for `url`'s host (aiohttp transport), shared with the router."""
         return self.router.pool.get(url)
+
+    def _unit_price(self, deployment: Any) -> float:
+        """Input plus output price per token of a deployment (cost-based routing); unknown: 0."""
+        price = self.prices.price_for(deployment)
+        return price.input_cost_per_token + price.output_cost_per_token if price is not None else 0.0
 
     def alert(self, event: AlertEvent) -> None:
         """Send an alert to every `alert` hook, off the request path."""

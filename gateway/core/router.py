@@ -1,14 +1,20 @@
-"""Model groups: choose a deployment, call it, retry another on connect error, 429 or 5xx.
+"""Model groups: resolve the name asked for, choose a deployment, call it; retry another on a
+connect error, a timeout, 429 or 5xx (within `num_retries`, `retry_after` seconds apart), then the
+group's fallbacks.
 
-Several `model_list` entries may share a `model_name`; the load is spread over them at random,
-weighted by `weight` (or `rpm`). A deployment that failed is cooled down for `cooldown_time`
-seconds so the next requests go elsewhere while any other is available.
+Names, fallbacks and the choice of a deployment are in `gateway.core.routing`. A deployment that
+failed is cooled down for `cooldown_time` seconds (at once when unreachable or rate limited, else
+after more than `allowed_fails` failures in a minute) so the next requests go elsewhere while any
+other is available. Every attempt is recorded on `ctx.attempts` (the spend row keeps them); the
+reply names the deployment that answered (`x-gateway-model-id`) and the fallbacks tried
+(`x-gateway-attempted-fallbacks`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import random
+import math
 import time
 from typing import Any, Callable
 
@@ -18,7 +24,10 @@ from gateway.context import AlertEvent
 from gateway.core.logsafe import capped_body
 from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
-from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
+from gateway.core.routing.fallbacks import ConfigFallbackError, Fallbacks
+from gateway.core.routing.names import ConfigNameError, ModelNames
+from gateway.core.routing.strategies import NoDeploymentAvailable, Strategy
+from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.router")
 
@@ -50,22 +59,34 @@ def upstream_error(dep: Deployment, status: int, body: bytes) -> UpstreamError:
 
 
 class Router:
-    """Owns the deployments and the pooled upstream clients."""
+    """Owns the deployments, the routing state and the pooled upstream clients."""
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.groups: dict[str, list[Deployment]] = {}
         self.num_retries = settings.num_retries
-        cooldown = settings.file.router_settings.cooldown_time
+        rs = settings.file.router_settings
+        extra = {**settings.file.litellm_settings, **(rs.model_extra or {})}
+        cooldown = rs.cooldown_time if rs.cooldown_time is not None else extra.get("cooldown_time")
         self.cooldown_time = 5.0 if cooldown is None else float(cooldown)
+        self.allowed_fails = int(extra.get("allowed_fails", 3) or 0)
+        self.retry_after = float(extra.get("retry_after", 0) or 0)
         transport = settings.env.http_transport
         self.pool = openai_compatible.ClientPool(transport="httpx" if transport == "httpx" else "httpx-aiohttp")
         self.upstreams = openai_compatible.SessionPool() if transport == "aiohttp" else self.pool
+        self.names = ModelNames({}, None)
+        self.fallbacks: Fallbacks | None = None
+        self.strategy = Strategy("simple-shuffle", {}, lambda d: 0.0)
         #: Where a call that failed on every attempt is reported (the app sets `Gateway.alert`).
         self.alert: Callable[[AlertEvent], None] | None = None
+        #: Prices by deployment, for cost-based routing (the app sets it from the price table).
+        self.price_of: Callable[[Deployment], float] = lambda d: 0.0
+        #: `provider/model` names the gateway knows (the price table's), for wildcard listings.
+        self.known_models: list[str] = []
 
     def load(self, providers: Any) -> None:
-        """Resolve `model_list` with the providers the plugins offer (raises DeploymentError)."""
+        """Resolve `model_list` with the providers the plugins offer, then the routing settings
+        (raises DeploymentError naming the key)."""
         file = self.settings.file
         default_timeout = file.router_settings.timeout or file.litellm_settings.get("request_timeout") or 600.0
         stream_total = file.router_settings.stream_total_timeout or DEFAULT_STREAM_TOTAL_TIMEOUT
@@ -75,33 +96,43 @@ class Router:
             dep = resolve(i, entry, float(default_timeout), stream_total, providers, drop)
             groups.setdefault(dep.model_name, []).append(dep)
         self.groups = groups
+        router_extra = file.router_settings.model_extra or {}
+        try:
+            aliases = router_extra.get("model_group_alias", file.litellm_settings.get("model_group_alias"))
+            if aliases is not None and not isinstance(aliases, dict):
+                raise ConfigNameError("router_settings.model_group_alias: must be a mapping of alias: model group")
+            self.names = ModelNames(groups, aliases)
+            self.fallbacks = Fallbacks(router_extra, file.litellm_settings, lambda n: self.names.find(n) is not None)
+            self.strategy = Strategy(file.router_settings.routing_strategy, router_extra, lambda d: self.price_of(d))
+        except (ConfigNameError, ConfigFallbackError, ValueError) as exc:
+            raise DeploymentError(str(exc)) from None
 
     def model_names(self) -> list[str]:
-        return list(self.groups)
+        return self.names.listed(self.known_models)
 
-    def group(self, model: str) -> list[Deployment]:
-        group = self.groups.get(model)
-        if group is None:
-            raise BadRequestError(
-                f"Invalid model name passed in model={model}. Call /v1/models to view available models for your key.",
-                param="model",
-            )
-        return group
+    def group(self, model: str, principal: Any = None) -> list[Deployment]:
+        """The deployments a requested name reaches (aliases and wildcards followed); 400 if none."""
+        return self.names.resolve(model, principal)[1]
 
     def pick(self, group: list[Deployment], exclude: set[str]) -> Deployment:
-        if len(group) == 1:
-            return group[0]
         now = time.monotonic()
         candidates = [d for d in group if d.id not in exclude and d.cooldown_until <= now]
         if not candidates:
             candidates = [d for d in group if d.id not in exclude] or group
-        if len(candidates) == 1:
-            return candidates[0]
-        return random.choices(candidates, weights=[d.weight or 1.0 for d in candidates])[0]
+        return self.strategy.pick(candidates)
 
-    def _cool_down(self, dep: Deployment) -> None:
-        if self.cooldown_time and len(self.groups.get(dep.model_name, ())) > 1:
-            dep.cooldown_until = time.monotonic() + self.cooldown_time
+    def _failed(self, dep: Deployment, error: GatewayError | None) -> None:
+        """Cool a deployment down (only in a group with another to go to): at once when it is
+        unreachable or rate limited, else once it failed more than `allowed_fails` times in a minute."""
+        if not self.cooldown_time or len(self.names.find(dep.model_name) or ()) <= 1:
+            return
+        now = time.monotonic()
+        stats = self.strategy.of(dep)
+        stats.failures = [t for t in stats.failures if t > now - 60.0]
+        stats.failures.append(now)
+        immediate = error is None or error.status in (401, 404, 408, 429)
+        if immediate or len(stats.failures) > self.allowed_fails:
+            dep.cooldown_until = now + self.cooldown_time
 
     async def _send(self, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
         if dep.provider == "fake":
@@ -112,43 +143,100 @@ class Router:
         return await openai_compatible.send(self.upstreams, dep, call_type, body, stream)
 
     async def call(self, ctx: Any, call_type: str, body: dict[str, Any], stream: bool) -> Any:
-        """Send to a deployment of the group; retry others within `num_retries`.
+        """Send to a deployment of the requested group, retrying within `num_retries`; when the
+        group fails, its fallback groups in order (see `routing.fallbacks`).
 
-        Returns a reply with a 2xx status; raises the last failure as a GatewayError.
+        Returns a reply with a 2xx status; raises the first group's failure as a GatewayError
+        (the error the client's own model gave), or a fallback's when every group failed.
         """
-        group = self.group(ctx.model)
+        requested = body.pop("fallbacks", None) if "fallbacks" in body else None
+        name, group = self.names.resolve(ctx.model, ctx.principal)
         tried: set[str] = set()
+        try:
+            return await self._call_group(ctx, name, group, call_type, body, stream, tried)
+        except GatewayError as first:
+            order = self.fallbacks.after(name, first, requested) if self.fallbacks is not None else []
+            if not order:
+                self._report_failure(ctx, first, len(ctx.attempts), tried)
+                raise
+            last: GatewayError = first
+            n = 0
+            for fallback in order:
+                deps = self.names.find(fallback)
+                if deps is None:
+                    continue  # a per-request fallback that names nothing: skipped, as LiteLLM does
+                n += 1
+                ctx.response_headers["x-gateway-attempted-fallbacks"] = str(n)
+                log.warning("request %s: model group %s failed (%s); falling back to %s", ctx.request_id, name,
+                            first.message[:200], fallback)
+                try:
+                    return await self._call_group(ctx, fallback, deps, call_type, body, stream, tried)
+                except GatewayError as exc:
+                    last = exc
+            self._report_failure(ctx, last, len(ctx.attempts), tried)
+            raise first from None
+
+    async def _call_group(self, ctx: Any, name: str, group: list[Deployment], call_type: str,
+                          body: dict[str, Any], stream: bool, tried: set[str]) -> Any:
         last: GatewayError | None = None
         for attempt in range(self.num_retries + 1):
-            dep = self.pick(group, tried)
+            if attempt and self.retry_after:
+                await asyncio.sleep(self.retry_after)
+            untried = [d for d in group if d.id not in tried]
+            try:
+                dep = self.pick(group, tried)
+            except NoDeploymentAvailable as full:
+                wait = max(1, math.ceil(full.retry_after))
+                raise GatewayError(f"No deployments available for selected model, Try again in {wait} seconds. "
+                                   f"Passed model={name}. Every deployment is at its rpm/tpm limit.",
+                                   status=429, type="rate_limit_error", headers={"retry-after": str(wait)}) from None
             tried.add(dep.id)
             ctx.deployment = dep
+            record: dict[str, Any] = {"model_group": name, "model_id": dep.id}
+            ctx.attempts.append(record)
+            self.strategy.started(dep)
             started = time.perf_counter()
             try:
                 reply = await self._send(dep, call_type, body, stream)
-            except UpstreamTimeoutError as exc:
+            except (UpstreamTimeoutError, UpstreamConnectionError) as exc:
                 ctx.upstream_seconds += time.perf_counter() - started
-                self._report_failure(ctx, exc, attempt + 1, tried)
-                raise
-            except UpstreamConnectionError as exc:
-                ctx.upstream_seconds += time.perf_counter() - started
-                self._cool_down(dep)
+                self.strategy.ended(dep, None)
+                record["status"], record["error"] = exc.status, exc.type
+                self._failed(dep, None)  # unreachable or too slow: cooled down at once
                 last = exc
                 log.warning("request %s: %s (attempt %d)", ctx.request_id, exc.message, attempt + 1)
+                if isinstance(exc, UpstreamTimeoutError) and len(untried) <= 1:
+                    break  # a timeout is retried on another deployment only: the same one would wait again
                 continue
             if reply.status < 400:
                 ctx.upstream_seconds += time.perf_counter() - started
+                record["status"] = reply.status
+                ctx.state_for("_router")["attempt_started"] = started
+                ctx.response_headers["x-gateway-model-id"] = dep.id
                 return reply
             error = upstream_error(dep, reply.status, await reply.read())
             ctx.upstream_seconds += time.perf_counter() - started
+            self.strategy.ended(dep, None)
+            record["status"], record["error"] = reply.status, error.type
             if reply.status not in RETRYABLE_STATUS:
+                if reply.status in (401, 403, 404):
+                    self._failed(dep, error)
                 raise error
-            self._cool_down(dep)
+            self._failed(dep, error)
             last = error
             log.warning("request %s: deployment %s answered %d (attempt %d)", ctx.request_id, dep.id, reply.status, attempt + 1)
         assert last is not None
-        self._report_failure(ctx, last, self.num_retries + 1, tried)
         raise last
+
+    def finished(self, ctx: Any, usage: dict[str, Any] | None, ok: bool) -> None:
+        """The call ended (a stream at its end): what the routing strategies learn from it."""
+        dep = ctx.deployment
+        started = ctx.state.get("_router", {}).get("attempt_started")
+        if dep is None or started is None:
+            return
+        tokens = int((usage or {}).get("total_tokens") or 0)
+        output = int((usage or {}).get("completion_tokens") or 0) if ctx.stream else 0
+        self.strategy.ended(dep, time.perf_counter() - started if ok else None, tokens, output)
 
     def _report_failure(self, ctx: Any, error: GatewayError, attempts: int, tried: set[str]) -> None:
         """No attempt succeeded: raise an `upstream_failure` alert. The message names the group and

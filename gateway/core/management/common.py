@@ -201,3 +201,14 @@ def with_guardrails(metadata: dict[str, Any] | None, guardrails: list[str] | Non
         # keep it, with the names switched on beside it.
         out["guardrails"] = guardrails if bar is None else {**bar, **{name: True for name in guardrails}}
     return out
+
+
+def with_metadata_field(metadata: dict[str, Any] | None, name: str, value: Any) -> dict[str, Any]:
+    """The metadata with a top-level field of a key or team call folded in under `name` (model
+    aliases live there, as the router reads them); None takes it out."""
+    out = dict(metadata or {})
+    if value is None:
+        out.pop(name, None)
+    else:
+        out[name] = value
+    return out

@@ -26,6 +26,7 @@ from gateway.core.management.common import (
     record_change,
     require_admin,
     with_guardrails,
+    with_metadata_field,
 )
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
@@ -56,6 +57,8 @@ class KeyFields(BaseModel):
     blocked: bool | None = None
     guardrails: list[str] | None = Field(None, description="Guardrails switched on for this key's requests "
                                          "(kept in metadata.guardrails)")
+    aliases: dict[str, str] | None = Field(None, description="Model names this key's callers may use for model "
+                                           "groups, e.g. {\"smart\": \"gpt-4o\"} (kept in metadata.aliases)")
 
 
 class GenerateBody(KeyFields):
@@ -98,6 +101,7 @@ class KeyInfo(BaseModel):
     max_parallel_requests: int | None
     blocked: bool
     guardrails: list[str] | dict[str, bool] | None = None
+    aliases: dict[str, str] | None = None
     created_by: str | None
     created_at: str | None
     updated_at: str | None
@@ -148,7 +152,8 @@ def key_info(k: Key) -> dict[str, Any]:
         "user_id": k.user_id, "team_id": k.team_id, "metadata": k.metadata, "permissions": k.permissions,
         "tags": k.tags, "tpm_limit": k.tpm_limit, "rpm_limit": k.rpm_limit,
         "max_parallel_requests": k.max_parallel_requests, "blocked": k.blocked,
-        "guardrails": (k.metadata or {}).get("guardrails"), "created_by": k.created_by,
+        "guardrails": (k.metadata or {}).get("guardrails"), "aliases": (k.metadata or {}).get("aliases"),
+        "created_by": k.created_by,
         "created_at": iso(k.created_at), "updated_at": iso(k.updated_at),
     }
 
@@ -193,6 +198,8 @@ async def generate() -> Any:
     fields = {f: getattr(body, f) for f in EDITABLE if f != "spend" and getattr(body, f, None) is not None}
     if body.guardrails is not None:
         fields["metadata"] = with_guardrails(body.metadata, body.guardrails)
+    if body.aliases is not None:
+        fields["metadata"] = with_metadata_field(fields.get("metadata", body.metadata), "aliases", body.aliases)
     try:
         k = await Key.create(token=hash_key(raw), key_name=key_name(raw), expires=expires,
                              budget_reset_at=next_reset(body.budget_duration), created_by=g.principal.user_id, **fields)
@@ -226,6 +233,9 @@ async def update() -> Any:
     if "guardrails" in sent:
         changes["metadata"] = with_guardrails(changes["metadata"] if "metadata" in changes else k.metadata,
                                               body.guardrails)
+    if "aliases" in sent:
+        changes["metadata"] = with_metadata_field(changes["metadata"] if "metadata" in changes else k.metadata,
+                                                  "aliases", body.aliases or None)
     if "spend" in changes and changes["spend"] is None:
         changes["spend"] = 0.0
     if "blocked" in changes and changes["blocked"] is None:

@@ -16,6 +16,7 @@ from gateway.core.db.models import Key, Team, User
 from gateway.core.management.common import (
     check_guardrail_metadata,
     with_guardrails,
+    with_metadata_field,
     check_query,
     caller_id,
     changes_from,
@@ -73,6 +74,8 @@ class TeamFields(BaseModel):
     blocked: bool | None = None
     guardrails: list[str] | None = Field(None, description="Guardrails switched on for the team's requests "
                                          "(kept in metadata.guardrails)")
+    model_aliases: dict[str, str] | None = Field(None, description="Model names the team's keys may use for model "
+                                                 "groups (kept in metadata.model_aliases)")
 
 
 class NewBody(TeamFields):
@@ -117,6 +120,7 @@ class TeamInfo(BaseModel):
     models: list[str]
     blocked: bool
     spend: float
+    model_aliases: dict[str, str] | None = None
     created_at: str | None
     updated_at: str | None
 
@@ -150,7 +154,7 @@ def team_info(t: Team) -> dict[str, Any]:
         "members_with_roles": t.members_with_roles, "metadata": t.metadata, "tpm_limit": t.tpm_limit,
         "rpm_limit": t.rpm_limit, "max_budget": t.max_budget, "budget_duration": t.budget_duration,
         "budget_reset_at": iso(t.budget_reset_at), "models": t.models, "blocked": t.blocked, "spend": t.spend,
-        "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+        "model_aliases": (t.metadata or {}).get("model_aliases"), "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
     }
 
 
@@ -199,6 +203,9 @@ async def new() -> Any:
     check_guardrail_metadata(body.metadata)
     if body.guardrails is not None:
         fields["metadata"] = with_guardrails(body.metadata, body.guardrails)
+    if body.model_aliases is not None:
+        fields["metadata"] = with_metadata_field(fields.get("metadata", body.metadata), "model_aliases",
+                                                 body.model_aliases)
     reset_at = next_reset(body.budget_duration)
     if await Team.exists(team_id=team_id):
         raise BadRequestError(f"Team id = {team_id} already exists. Please use a different team id.",
@@ -230,6 +237,9 @@ async def update() -> Any:
     if "guardrails" in sent:
         changes["metadata"] = with_guardrails(changes["metadata"] if "metadata" in changes else t.metadata,
                                               body.guardrails)
+    if "model_aliases" in sent:
+        changes["metadata"] = with_metadata_field(changes["metadata"] if "metadata" in changes else t.metadata,
+                                                  "model_aliases", body.model_aliases or None)
     if changes.get("members_with_roles") is not None:
         changes["members_with_roles"] = [m.as_row() for m in body.members_with_roles or ()]
     t.update_from_dict(changes)

@@ -57,11 +57,14 @@ def _check_types(call_type: str, body: dict[str, Any]) -> None:
     elif not isinstance(value, (str, list)):
         raise BadRequestError(f"{field} must be a string or a list", param=field)
     checks = (("stream", bool), ("user", str), ("metadata", dict), ("tags", list), ("stream_options", dict),
-              ("drop_params", bool), ("additional_drop_params", list))
+              ("drop_params", bool), ("additional_drop_params", list), ("fallbacks", list))
     for name, kind in checks:
         v = body.get(name)
         if v is not None and not isinstance(v, kind):
             raise BadRequestError(f"{name} must be of type {kind.__name__}", param=name)
+    fallbacks = body.get("fallbacks")
+    if fallbacks is not None and not all(isinstance(f, str) and f for f in fallbacks):
+        raise BadRequestError("fallbacks must be a list of model names", param="fallbacks")
     dropped = body.get("additional_drop_params")
     if dropped is not None and not all(isinstance(d, str) for d in dropped):
         raise BadRequestError("additional_drop_params must be a list of parameter names", param="additional_drop_params")
@@ -102,9 +105,32 @@ async def handle(call_type: str, path_model: str | None = None) -> Response:
     _check_types(call_type, body)
     if gw.enforced_params:
         enforced_params.check(body, gw.enforced_params)
+    if call_type == "acompletion" and "," in model and gw.router.names.find(model) is None:
+        return await _batch(gw, body, model)
+    return await _handle(gw, call_type, body, model, g.request_id)
+
+
+async def _batch(gw: Any, body: dict[str, Any], model: str) -> Response:
+    """LiteLLM's batch completions: `model: "a,b"` asks each model the same thing, at once, and
+    answers a list, one reply (or error envelope) per model, in the order asked. Each call is a
+    request of its own to the hooks and on the spend rows (`<request id>-<n>`)."""
+    models = [m.strip() for m in model.split(",")]
+    if not all(models) or len(models) > 20:
+        raise BadRequestError("model: a batch names 2 to 20 model groups, comma-separated", param="model")
+    if body.get("stream") is True:
+        raise BadRequestError("stream: batch completions (model: \"a,b\") do not stream", param="stream")
+    replies = await asyncio.gather(*(_handle(gw, "acompletion", {**body, "model": m}, m, f"{g.request_id}-{i}")
+                                     for i, m in enumerate(models)))
+    out = [orjson.loads(await r.get_data()) for r in replies]
+    resp = Response(orjson.dumps(out), status=200, content_type="application/json")
+    resp.headers["x-gateway-overhead-ms"] = max((r.headers.get("x-gateway-overhead-ms", "0") for r in replies), key=float)
+    return resp
+
+
+async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, request_id: str) -> Response:
     metadata = body.get("metadata") or {}
     ctx = RequestContext(
-        request_id=g.request_id, call_type=call_type, route=request.path, body=body,
+        request_id=request_id, call_type=call_type, route=request.path, body=body,
         principal=g.principal, headers={k.lower(): v for k, v in request.headers.items()}, model=model,
         stream=body.get("stream") is True and call_type != "aembedding",  # embeddings never stream
         end_user=body.get("user"), metadata=metadata,
@@ -114,7 +140,7 @@ async def handle(call_type: str, path_model: str | None = None) -> Response:
     dispatcher = gw.dispatcher
     data: Any = None
     try:
-        gw.router.group(model)
+        gw.router.group(model, ctx.principal)
         if gw.guardrails or "guardrails" in body or "guardrails" in metadata:
             ctx.guardrails = gw.guardrails.active(body, ctx.principal)
         if dispatcher.runs("pre_request", ctx):
@@ -204,6 +230,7 @@ def overhead_ms(ctx: RequestContext) -> str:
 def finish(gw: Any, ctx: RequestContext, status: str, http_status: int, *, response: Any = None,
            usage: dict[str, Any] | None = None, error: Exception | None = None, estimated: bool = False) -> None:
     """Record how the call ended: hand the outcome to the `request_finished` observers."""
+    gw.router.finished(ctx, usage, status == "success")
     if gw.dispatcher.has("request_finished"):
         outcome = Outcome(status=status, http_status=http_status, response=response, usage=usage,
                           usage_estimated=estimated, error=error, annotations=ctx.annotations)

@@ -147,6 +147,8 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
         metadata["guardrails"] = list(ctx.verdicts.values())
     if ctx.annotations:
         metadata["annotations"] = ctx.annotations
+    if len(ctx.attempts) > 1:  # retries or fallbacks: every deployment tried, in order
+        metadata["attempts"] = ctx.attempts
     if outcome.error is not None and outcome.status != "success":
         metadata["error"] = {"message": clean_text(getattr(outcome.error, "message", str(outcome.error)))[:1000],
                              "type": getattr(outcome.error, "type", type(outcome.error).__name__)}
