@@ -83,6 +83,8 @@ class RequestContext:
     headers_sent: bool = False
     #: Every upstream attempt, in order: `{"model_group", "model_id", "status", "error"?}`.
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: Answered from the response cache (no upstream call, no cost).
+    cache_hit: bool = False
 
     def annotate(self, key: str, value: Any, plugin: str | None = None) -> None:
         """Record `key = value` for this call under the calling plugin's name: it lands on the

@@ -167,6 +167,19 @@ class _Handle:
         kwargs.setdefault("timeout", 30)
         return openai.AsyncOpenAI(api_key=api_key or self.master_key or "sk-none", base_url=self.url + "/v1", **kwargs)
 
+    def spend_logs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """`GET /spend/logs` (as the master key) once it holds at least `count` rows, or after
+        `timeout` seconds with what it holds: spend rows are written in the background."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.master_key}"} if self.master_key else {}
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = httpx.get(self.url + "/spend/logs", headers=headers, timeout=10).json()
+            if len(rows) >= count or time.monotonic() >= deadline:
+                return rows
+            time.sleep(0.05)
+
     def _close_clients(self) -> None:
         for client in self._clients:
             client.close()

@@ -47,14 +47,6 @@ def post(server: Any, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(server.url + "/v1/chat/completions", headers=ADMIN, json=body, timeout=20)
 
 
-def spend_rows(server: Any, count: int) -> list[dict[str, Any]]:
-    writer = server.gateway.spend_writer
-    deadline = time.monotonic() + 10
-    while (writer.written < count or writer.queue) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return httpx.get(server.url + "/spend/logs", headers=ADMIN, timeout=10).json()
-
-
 # -- fallbacks ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("where", ["router_settings", "litellm_settings"])
 def test_a_failing_group_falls_back_and_the_reply_says_so(gateway_server, fake_upstream, second_upstream, where):
@@ -67,7 +59,7 @@ def test_a_failing_group_falls_back_and_the_reply_says_so(gateway_server, fake_u
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "upstream says: hi"
     assert second_upstream.requests[-1].json["model"] == "small"
     assert r.headers["x-gateway-attempted-fallbacks"] == "1" and r.headers["x-gateway-model-id"] == "gpt-3.5-1"
-    (row,) = spend_rows(server, 1)
+    (row,) = server.spend_logs(1)
     assert row["model"] == "small" and row["model_group"] == "gpt-4"
     assert [(a["model_group"], a["status"]) for a in row["metadata"]["attempts"]] == [("gpt-4", 503), ("gpt-3.5", 200)]
     # A healthy group answers itself: no fallback header.
@@ -265,6 +257,19 @@ def test_batch_completions_answer_one_reply_per_model(gateway_server, fake_upstr
     second_upstream.fail_next(500, message="b broke")
     replies = post(server, hi("a,b")).json()
     assert replies[0]["object"] == "chat.completion" and "b broke" in replies[1]["error"]["message"]
-    assert len(spend_rows(server, 4)) == 4
+    assert len(server.spend_logs(4)) == 4
     r = post(server, hi("a,b", stream=True))
     assert r.status_code == 400 and "do not stream" in r.json()["error"]["message"]
+
+
+def test_a_key_may_name_a_model_access_group(gateway_server, fake_upstream):
+    beta = {"model_info": {"access_groups": ["beta-models"]}}
+    server = gateway_server(config(dep("b1", fake_upstream.url, **beta), dep("b2", fake_upstream.url, **beta),
+                                   dep("other", fake_upstream.url)))
+    key = httpx.post(server.url + "/key/generate", headers=ADMIN, json={"models": ["beta-models"]}).json()["key"]
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key)
+    for name in ("b1", "b2"):
+        assert client.chat.completions.create(**hi(name)).choices[0].message.content
+    with pytest.raises(openai.AuthenticationError, match="not allowed to access model"):
+        client.chat.completions.create(**hi("other"))
+    assert [m.id for m in client.models.list()] == ["b1", "b2"]

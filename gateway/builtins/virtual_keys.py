@@ -3,10 +3,12 @@
 Recognises `sk-` keys issued by `/key/generate` from the in-memory directory (no database read in
 steady state), and refuses blocked or expired keys with the reference's messages. Its
 `pre_request` enforces, on LLM calls only and whatever key is used: a blocked end user (the
-request's `user`, blocked through `/customer/block`), model access, and the key, team, user and
-end-user budgets; a refusal for budget raises a `budget_exceeded` alert (at most once a minute per
-entity). A call admitted against any budget reserves its estimated cost on each until it ends
-(`gateway.core.limits.budgets`), so that concurrent calls cannot all spend the same headroom.
+request's `user`, blocked through `/customer/block`), model access, the key, team, user and
+end-user budgets, and their rate limits (rpm, tpm, parallel requests: `gateway.core.limits.rates`);
+a refusal for budget raises a `budget_exceeded` alert (at most once a minute per entity). A call
+admitted against any budget reserves its estimated cost on each until it ends
+(`gateway.core.limits.budgets`), so that concurrent calls cannot all spend the same headroom; the
+reservation and every rate limit are taken in one acquire (one Redis round trip), all or nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from gateway import (
     hookimpl,
 )
 from gateway.core.keys import hash_key
-from gateway.core.limits import Claim, LimitReached, Limits
+from gateway.core.limits import Claim, LimitReached, Limits, LimitsUnavailable, rates
 from gateway.core.limits.budgets import DEFAULT_MAX_TOKENS, DEFAULT_TTL_S, Estimator, positive_setting, remember
+from gateway.errors import ServiceUnavailableError
 
 ADMIN_ROLES = ("proxy_admin",)
 RESET_INTERVAL_S = 60.0
@@ -95,6 +98,11 @@ async def reset_budgets(directory: Any) -> int:
             if changed:
                 count += 1
                 await directory.changed(kind, getattr(row, pk))
+    from gateway.core.db.models import Budget
+
+    for budget in await Budget.filter(budget_reset_at__lte=now, budget_duration__isnull=False):
+        await directory.next_budget_period(budget)  # its end users' spend starts again at 0
+        count += 1
     return count
 
 
@@ -115,6 +123,8 @@ class VirtualKeys(Plugin):
         self.reservation_ttl = positive_setting(general, "budget_reservation_ttl_s", DEFAULT_TTL_S)
         self.estimator = Estimator(gateway.router, gateway.prices,
                                    int(positive_setting(general, "budget_default_max_tokens", DEFAULT_MAX_TOKENS)))
+        self.rate_window = rates.window_s()
+        self.rate_fail_closed = rates.fail_closed(general)
 
     @hookimpl
     async def startup(self, gateway: Any) -> None:
@@ -137,6 +147,12 @@ class VirtualKeys(Plugin):
             except Exception as exc:  # the database may be away for a while; try again later
                 log.warning("budget reset failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc, interval)
             await asyncio.sleep(interval)
+
+    @hookimpl
+    async def request_finished(self, ctx: Any, outcome: Any) -> None:
+        """The call's real tokens count towards its tpm limits (its holds are released by
+        `spend_logs`, once the call's cost is on the cached records)."""
+        rates.count_tokens(self.gateway.limits, ctx, outcome)
 
     @hookimpl
     async def auth(self, request: Any, api_key: str, gateway: Any) -> Principal | None:
@@ -183,11 +199,12 @@ class VirtualKeys(Plugin):
     async def pre_request(self, ctx: Any) -> None:
         """LLM calls only: a blocked end user, then model access (key, then team), then budgets
         (key, team, user, end user), each refused once its spend reached its budget; then a
-        reservation against every budget at once. The end user's record comes from the
-        directory's cache. No budget set: nothing reserved, no Redis call."""
+        reservation against every budget and a claim on every rate limit at once. The end user's
+        record comes from the directory's cache. No budget or rate limit set: no Redis call."""
         principal = ctx.principal
         end_user = None
         budgets: list[tuple[str, Any]] = []
+        limited: list[tuple[str, str, Any]] = []  # (entity, id, record) whose rate limits apply
         if ctx.end_user:
             if not isinstance(ctx.end_user, str):
                 raise BadRequestError("user must be a string", param="user")
@@ -196,43 +213,71 @@ class VirtualKeys(Plugin):
                 raise BadRequestError(END_USER_BLOCKED.format(ctx.end_user), param="user")
         now = datetime.now(timezone.utc)
         if principal.api_key is not None:
+            names = self.gateway.router.names
             for allowed in (principal.models, principal.extra.get("team_models") or []):
-                if not model_allowed(allowed, ctx.model):
+                if allowed and names.access_groups:
+                    allowed = names.expand(allowed)  # a model access group stands for its members
+                if not (model_allowed(allowed, ctx.model)
+                        or model_allowed(allowed, names.resolve(ctx.model, principal)[0])):
                     raise AuthenticationError(
                         "Authentication Error, API Key not allowed to access model. "
                         f"This token can only access models={allowed}. Tried to access {ctx.model}",
                         param="model",
                     )
             for entity, record in zip(("key", "team", "user"), principal.extra.get("records") or ()):
-                if record is not None and record.max_budget is not None:
+                if record is None:
+                    continue
+                if record.max_budget is not None:
                     self._check_budget(ctx, entity, record, now)
                     budgets.append((entity, record))
-        if end_user is not None and end_user.max_budget is not None:
-            self._check_budget(ctx, "end_user", end_user, now)
-            budgets.append(("end_user", end_user))
-        if budgets:
-            await self._reserve(ctx, budgets, now)
+                limited.append((entity, identify(entity, record)[0], record))
+        if end_user is not None:
+            if end_user.max_budget is not None:
+                self._check_budget(ctx, "end_user", end_user, now)
+                budgets.append(("end_user", end_user))
+            limited.append(("end_user", ctx.end_user, end_user))
+        limits = rates.claims_for(limited, self.rate_window, self.reservation_ttl) if limited else {}
+        if budgets or limits:
+            await self._reserve(ctx, budgets, limits, now)
 
-    async def _reserve(self, ctx: Any, budgets: list[tuple[str, Any]], now: datetime) -> None:
-        """Hold the call's estimated cost against every budget, or refuse if it would cross one
-        (a lone call is let through while its budget has headroom: see `limits.admits`)."""
-        amount = self.estimator.cost(ctx)
-        if amount <= 0:
-            return  # nothing to hold: a model with no known price
+    async def _reserve(self, ctx: Any, budgets: list[tuple[str, Any]],
+                       limits: dict[str, tuple[Claim, rates.Limited]], now: datetime) -> None:
+        """Hold the call's estimated cost against every budget and take every rate limit, or
+        refuse: 429 `budget_exceeded` if it would cross a budget (a lone call is let through while
+        its budget has headroom: see `limits.admits`), 429 `rate_limit_error` for a rate limit."""
+        amount = self.estimator.cost(ctx) if budgets else 0.0
         claims, owners = [], {}
-        for entity, record in budgets:
-            spend = effective_spend(record, now)
-            counter = f"budget:{entity}:{identify(entity, record)[0]}"
-            claims.append(Claim(counter, amount, float(record.max_budget), spend, self.reservation_ttl))
-            owners[counter] = (entity, record, spend)
+        if amount > 0:  # nothing to hold for a model with no known price
+            for entity, record in budgets:
+                spend = effective_spend(record, now)
+                counter = f"budget:{entity}:{identify(entity, record)[0]}"
+                claims.append(Claim(counter, amount, float(record.max_budget), spend, self.reservation_ttl))
+                owners[counter] = (entity, record, spend)
+        claims.extend(claim for claim, _ in limits.values())
+        if not claims:
+            return
         try:
-            hold = await self.gateway.limits.acquire(claims)
+            hold = await self.gateway.limits.acquire(
+                claims, strict=self.rate_fail_closed and bool(limits),
+                what="rate limit check" if limits else "budget reservation")
         except LimitReached as refused:
+            if refused.claim.counter in limits:
+                raise rates.refusal(limits[refused.claim.counter][1], refused) from None
             entity, record, spend = owners[refused.claim.counter]
             self._budget_alert(ctx, entity, record, now)
             # The cost so far includes what calls in flight hold against the budget.
             raise budget_exceeded(round(spend + refused.held, 10), record.max_budget) from None
-        remember(ctx, hold)
+        except LimitsUnavailable:
+            raise ServiceUnavailableError("Rate limits cannot be checked: Redis is unavailable "
+                                          "(general_settings.rate_limit_redis_failure is fail_closed)") from None
+        if hold.counters:
+            remember(ctx, hold)
+        if limits:
+            taken = [(limits[c.counter][1], level) for c, level in zip(claims, hold.levels) if c.counter in limits]
+            ctx.response_headers.update(rates.headers(taken))  # the core's own x-ratelimit-* headers
+            tpm = [c.counter for c in claims if c.counter in limits and limits[c.counter][1].kind == "tpm"]
+            if tpm:
+                rates.remember(ctx, tpm, self.rate_window, hold.shared)
 
     def _check_budget(self, ctx: Any, entity: str, record: Any, now: datetime) -> None:
         try:

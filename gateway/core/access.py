@@ -37,6 +37,7 @@ GROUPS: dict[str, frozenset[str]] = {
         *(f"/user/{a}" for a in ("new", "info", "update", "delete", "unblock")),
         *(f"/{p}/{a}" for p in ("customer", "end_user") for a in ("new", "info", "update", "delete", "list",
                                                                 "block", "unblock")),
+        *(f"/budget/{a}" for a in ("new", "update", "info", "list", "delete")),
         "/audit", "/plugins", "/dead_letters",
     }),
     "spend_tracking_routes": frozenset({"/spend/logs", "/spend/tags", "/spend/keys", "/spend/users",

@@ -26,6 +26,7 @@ from gateway.builtins.virtual_keys import VirtualKeys
 from gateway.core.access_log import AccessLog
 from gateway.core.db import Database, Timeouts
 from gateway.core.identity import Directory, IdentityCache, Invalidator
+from gateway.core.cache import ResponseCache
 from gateway.core.redis_guard import RedisGuard
 from gateway.core.dispatch import Dispatcher
 from gateway.core.guardrails import Selection
@@ -33,7 +34,7 @@ from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
 from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
-from gateway.core.management import audit, end_users, keys, teams, users
+from gateway.core.management import audit, budgets, end_users, keys, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
 from gateway.core.routes import docs, guardrails, health, info, llm, model_hub, model_info
 from gateway.core.settings import Settings, load_settings
@@ -73,6 +74,11 @@ class Gateway:
         redis_url = settings.env.redis_url  # one guarded Redis client per process (timeouts, breaker)
         self.redis = RedisGuard(redis_url, timeout_s=settings.env.redis_socket_timeout) if redis_url else None
         self.directory = Directory(cache, Invalidator(cache, self.db.url, self.redis), self.db)
+        self.directory.alert = self.alert  # soft budget alerts raised by the end-user loader
+        #: The response cache (`litellm_settings.cache`), None when off.
+        self.cache = ResponseCache.from_settings(
+            settings.file.litellm_settings, self.redis,
+            lambda url: RedisGuard(url, timeout_s=settings.env.redis_socket_timeout))
         self.readiness_checks["database"] = self.db.ping
         self.dead_letters = dead_letters.DeadLetters(
             keep=int(settings.file.general_settings.get("dead_letters_keep") or dead_letters.DEFAULT_KEEP))
@@ -152,6 +158,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(teams.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(end_users.bp)
+    app.register_blueprint(budgets.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(dead_letters.bp)
     for blueprints in host.pm.hook.routes(gateway=gw):
@@ -219,6 +226,8 @@ def create_app(settings: Settings) -> Quart:
         await gw.dispatcher.run_lifecycle("shutdown", gw)
         await gw.dispatcher.drain()
         await gw.router.close()
+        if gw.cache is not None:
+            await gw.cache.close()
         await gw.directory.invalidator.close()
         await gw.db.close()
 
@@ -249,5 +258,7 @@ async def _abort(gw: Gateway) -> None:
         await gw.dispatcher.drain(timeout=5)
     finally:
         await gw.router.close()
+        if gw.cache is not None:
+            await gw.cache.close()
         await gw.directory.invalidator.close()
         await gw.db.close()

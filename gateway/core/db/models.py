@@ -6,6 +6,7 @@ Column names follow the LiteLLM proxy's, so that what users read back keeps the 
 from __future__ import annotations
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 
@@ -36,6 +37,7 @@ class Key(Model, Budgeted):
     created_by = fields.CharField(max_length=255, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    budget_id = fields.CharField(max_length=255, null=True)  # a budget from /budget/new
 
     class Meta:
         table = "keys"
@@ -83,9 +85,35 @@ class EndUser(Model, Budgeted):
     metadata = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    budget_id = fields.CharField(max_length=255, null=True)  # a budget from /budget/new
+    # When the linked budget's soft_budget alert went out (once per budget period, across instances).
+    soft_budget_alerted_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "end_users"
+        indexes = (Index(fields=("budget_id",)),)
+
+
+class Budget(Model):
+    """A named budget (LiteLLM's `LiteLLM_BudgetTable`), shared by the end users (and keys) linked to
+    it. It holds limits only: spend stays on each linked record."""
+
+    budget_id = fields.CharField(primary_key=True, max_length=255)
+    max_budget = fields.FloatField(null=True)
+    soft_budget = fields.FloatField(null=True)
+    max_parallel_requests = fields.IntField(null=True)
+    tpm_limit = fields.BigIntField(null=True)
+    rpm_limit = fields.BigIntField(null=True)
+    model_max_budget = fields.JSONField(null=True)
+    budget_duration = fields.CharField(max_length=32, null=True)
+    budget_reset_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    created_by = fields.CharField(max_length=255, null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    updated_by = fields.CharField(max_length=255, null=True)
+
+    class Meta:
+        table = "budgets"
 
 
 class AuditLog(Model):

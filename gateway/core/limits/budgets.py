@@ -64,11 +64,13 @@ class Estimator:
         found = self._groups.get(model)
         if found is None:
             rows = []
-            for dep in self.router.groups.get(model, ()):
+            for dep in self.router.names.find(self.router.names.aliases.get(model, model)) or ():
                 price = self.prices.price_for(dep)
                 if price is not None and (price.input_cost_per_token or price.output_cost_per_token):
                     cap = getattr(price, "max_output_tokens", None) or price.max_tokens
                     rows.append((price.input_cost_per_token, price.output_cost_per_token, cap))
+            if len(self._groups) > 10_000:  # wildcard routes take any name: keep the cache bounded
+                self._groups.clear()
             found = self._groups[model] = tuple(rows)
         return found
 

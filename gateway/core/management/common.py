@@ -26,7 +26,7 @@ MAX_DEPTH = 32  # nesting in metadata-like objects (storable.MAX_DEPTH; orjson s
 
 # Audit table names are the LiteLLM proxy's, so that existing audit readers keep working.
 TABLE = {"key": "LiteLLM_VerificationToken", "team": "LiteLLM_TeamTable", "user": "LiteLLM_UserTable",
-         "end_user": "LiteLLM_EndUserTable"}
+         "end_user": "LiteLLM_EndUserTable", "budget": "LiteLLM_BudgetTable"}
 
 
 def parse_duration(value: str, field: str) -> timedelta:

@@ -2,7 +2,14 @@
 its own budget and spend; a blocked one is refused on every LLM call by the core (the built-in
 `virtual_keys`), plugin or not. `/customer/block` creates the records it does not find, so that
 anyone can be blocked before their first call; `/user/unblock` is the seed's alias of
-`/customer/unblock`. Every change evicts the cached record on every worker and instance."""
+`/customer/unblock`. Every change evicts the cached record on every worker and instance.
+
+Budgets (`/budget/*`): `budget_id` links an end user to one (an unknown id is a 400), and the
+info routes show it as `litellm_budget_table`, as LiteLLM does. `/customer/new` with limits only a
+budget can hold (`soft_budget`, `rpm_limit`, `tpm_limit`, `max_parallel_requests`,
+`model_max_budget`) creates a budget for that customer holding every limit sent, as LiteLLM does;
+`max_budget` and `budget_duration` alone stay on the end user's own row, as before. The end
+user's own `max_budget` / `budget_duration`, where set, win over its budget's."""
 
 from __future__ import annotations
 
@@ -13,7 +20,8 @@ from quart import Blueprint, request
 from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
 
-from gateway.core.db.models import EndUser
+from gateway.core.db.models import Budget, EndUser
+from gateway.core.management import budgets
 from gateway.core.management.common import changes_from, check_query, iso, next_reset, read_body, record_change, require_admin
 from gateway.errors import BadRequestError, NotFoundError
 
@@ -22,9 +30,11 @@ bp.before_request(check_query)
 tag_blueprint(bp, ["End users"])
 
 PREFIXES = ("/customer", "/end_user")
-EDITABLE = ("alias", "max_budget", "budget_duration", "spend", "blocked", "metadata")
-CREATED_VALUES = ("user_id", "alias", "max_budget", "budget_duration", "spend", "blocked", "metadata")
+EDITABLE = ("alias", "max_budget", "budget_duration", "spend", "blocked", "metadata", "budget_id")
+CREATED_VALUES = ("user_id", "alias", "max_budget", "budget_duration", "spend", "blocked", "metadata", "budget_id")
 DEFAULTS: dict[str, Any] = {"metadata": {}, "spend": 0.0, "blocked": False}
+#: Limits only a budget holds: sent to /customer/new, they create a budget for the customer.
+BUDGET_ONLY = ("soft_budget", "rpm_limit", "tpm_limit", "max_parallel_requests", "model_max_budget")
 
 
 def _storable_id(user_id: str) -> str:
@@ -46,6 +56,13 @@ class EndUserFields(BaseModel):
     spend: float | None = Field(None, ge=0)
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None
+    budget_id: str | None = Field(None, min_length=1, max_length=255, description="A budget from /budget/new")
+    # Limits only a budget holds: on /customer/new they create one; on /customer/update, a 400.
+    soft_budget: float | None = Field(None, ge=0)
+    rpm_limit: int | None = Field(None, ge=0)
+    tpm_limit: int | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=0)
+    model_max_budget: dict[str, budgets.ModelBudget] | None = None
 
 
 class NewBody(EndUserFields):
@@ -71,6 +88,8 @@ class EndUserInfo(BaseModel):
     metadata: dict[str, Any]
     created_at: str | None
     updated_at: str | None
+    budget_id: str | None
+    litellm_budget_table: budgets.BudgetInfo | None
 
 
 class EndUserList(RootModel[list[EndUserInfo]]):
@@ -94,12 +113,43 @@ class UnblockedEndUsers(BaseModel):
     unblocked_users: list[str]
 
 
-def end_user_info(e: EndUser) -> dict[str, Any]:
+def end_user_info(e: EndUser, budget: Budget | None = None) -> dict[str, Any]:
+    """The end user as the routes show it; `litellm_budget_table` is its linked budget (LiteLLM's name)."""
     return {
         "user_id": e.user_id, "alias": e.alias, "spend": e.spend, "max_budget": e.max_budget,
         "budget_duration": e.budget_duration, "budget_reset_at": iso(e.budget_reset_at), "blocked": e.blocked,
         "metadata": e.metadata, "created_at": iso(e.created_at), "updated_at": iso(e.updated_at),
+        "budget_id": e.budget_id,
+        "litellm_budget_table": budgets.budget_info(budget) if budget is not None else None,
     }
+
+
+def audited(e: EndUser) -> dict[str, Any]:
+    """The end user's own columns, for an audit row's `before_value`."""
+    info = end_user_info(e)
+    del info["litellm_budget_table"]
+    return info
+
+
+async def described(e: EndUser) -> dict[str, Any]:
+    """`end_user_info` with the linked budget read from the database."""
+    budget = await Budget.get_or_none(budget_id=e.budget_id) if e.budget_id else None
+    return end_user_info(e, budget)
+
+
+async def _own_budget(body: NewBody) -> Budget | None:
+    """The budget `/customer/new` links: the one named by `budget_id`, or a new one for this customer
+    when limits only a budget holds were sent (with every limit sent), or None."""
+    limits = [f for f in ("max_budget", "budget_duration", *BUDGET_ONLY) if getattr(body, f) is not None]
+    if body.budget_id is not None:
+        if limits:
+            raise BadRequestError(f"Pass either budget_id or budget limits ({', '.join(limits)}), not both",
+                                  param="budget_id")
+        return await budgets.linked(body.budget_id)
+    if not any(getattr(body, f) is not None for f in BUDGET_ONLY):
+        return None
+    limits_body = budgets.BudgetLimits(**{f: getattr(body, f) for f in limits})
+    return await budgets.create(budgets.checked_limits(limits_body, set(limits)))
 
 
 async def find(user_id: str, param: str = "user_id") -> EndUser:
@@ -127,17 +177,21 @@ async def new() -> Any:
     """Create an end user (admin): a budget for one `user` of the LLM calls."""
     require_admin()
     body, _ = await read_body(NewBody)
-    fields = {f: getattr(body, f) for f in EDITABLE if getattr(body, f, None) is not None}
-    reset_at = next_reset(body.budget_duration)
     exists = BadRequestError(f"End user id = {body.user_id} already exists. Please use a different user id.",
                              param="user_id")
     if await EndUser.exists(user_id=body.user_id):
         raise exists
+    budget = await _own_budget(body)
+    fields = {f: getattr(body, f) for f in EDITABLE if getattr(body, f, None) is not None}
+    if budget is not None:  # the limits sent are the budget's
+        fields = {f: v for f, v in fields.items() if f not in ("max_budget", "budget_duration")}
+        fields["budget_id"] = budget.budget_id
+    reset_at = next_reset(fields.get("budget_duration"))
     try:
         e = await EndUser.create(user_id=body.user_id, budget_reset_at=reset_at, **fields)
     except IntegrityError:
         raise exists from None
-    info = end_user_info(e)
+    info = end_user_info(e, budget)
     created = {f: info[f] for f in CREATED_VALUES if info[f] is not None and not (f == "metadata" and not info[f])}
     await record_change("end_user", "created", e.user_id, None, created)
     return info
@@ -154,7 +208,7 @@ async def info() -> Any:
         raise BadRequestError("Pass ?end_user_id=<user id>", param="end_user_id")
     if "\x00" in user_id:
         raise BadRequestError("end_user_id must not contain NUL characters", param="end_user_id")
-    return end_user_info(await find(user_id, "end_user_id"))
+    return await described(await find(user_id, "end_user_id"))
 
 
 @_routes("/update")
@@ -164,12 +218,21 @@ async def update() -> Any:
     """Change an end user (admin): only the fields sent change."""
     require_admin()
     body, sent = await read_body(UpdateBody)
+    budget_only = [f for f in BUDGET_ONLY if f in sent]
+    if budget_only:
+        raise BadRequestError(f"{budget_only[0]} is a budget's limit: change it with /budget/update, or link a "
+                              "budget with budget_id", param=budget_only[0])
     e = await find(body.user_id)
-    before = end_user_info(e)
+    before = audited(e)
     changes = changes_from(body, sent, EDITABLE, DEFAULTS)
+    budget = await budgets.linked(changes["budget_id"]) if "budget_id" in changes else None
+    if "spend" in changes:
+        changes["soft_budget_alerted_at"] = None  # a spend set by hand may cross the soft budget again
     e.update_from_dict(changes)
     await e.save()
-    after = end_user_info(e)
+    if "budget_id" not in changes and e.budget_id:
+        budget = await Budget.get_or_none(budget_id=e.budget_id)
+    after = end_user_info(e, budget)
     await record_change("end_user", "updated", e.user_id, before, {f: after[f] for f in changes if f in after})
     return after
 
@@ -184,7 +247,7 @@ async def delete() -> Any:
     ids = list(dict.fromkeys(body.user_ids))
     found = [await find(user_id, "user_ids") for user_id in ids]
     for e in found:
-        before = end_user_info(e)
+        before = audited(e)
         await e.delete()
         await record_change("end_user", "deleted", e.user_id, before, None)
     return {"deleted_customers": ids}
@@ -195,7 +258,10 @@ async def delete() -> Any:
 async def list_end_users() -> Any:
     """Every end user (admin)."""
     require_admin()
-    return [end_user_info(e) for e in await EndUser.all().order_by("created_at", "user_id")]
+    rows = await EndUser.all().order_by("created_at", "user_id")
+    ids = {e.budget_id for e in rows if e.budget_id}
+    found = {b.budget_id: b for b in await Budget.filter(budget_id__in=ids)} if ids else {}
+    return [end_user_info(e, found.get(e.budget_id or "")) for e in rows]
 
 
 @_routes("/block")
@@ -208,7 +274,7 @@ async def block() -> Any:
     ids = list(dict.fromkeys(body.user_ids))
     for user_id in ids:
         e = await EndUser.get_or_none(user_id=user_id)
-        before = end_user_info(e) if e is not None else None
+        before = audited(e) if e is not None else None
         if e is None:
             e, _ = await EndUser.get_or_create(user_id=user_id, defaults={"blocked": True})
         if not e.blocked:
@@ -228,7 +294,7 @@ async def unblock() -> Any:
     ids = list(dict.fromkeys(body.user_ids))
     found = [await find(user_id, "user_ids") for user_id in ids]
     for e in found:
-        before = end_user_info(e)
+        before = audited(e)
         if e.blocked:
             e.blocked = False
             await e.save(update_fields=["blocked", "updated_at"])

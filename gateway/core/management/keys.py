@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 
 from gateway.core.db.models import Key
 from gateway.core.keys import display_of, generate_key, hash_key, key_name, token_of
+from gateway.core.management import budgets
 from gateway.core.management.common import (
     check_guardrail_metadata,
     check_query,
@@ -35,7 +36,7 @@ bp.before_request(check_query)
 tag_blueprint(bp, ["Keys"])
 
 EDITABLE = ("key_alias", "models", "max_budget", "budget_duration", "user_id", "team_id", "metadata",
-            "permissions", "tpm_limit", "rpm_limit", "max_parallel_requests", "tags", "blocked", "spend")
+            "permissions", "tpm_limit", "rpm_limit", "max_parallel_requests", "tags", "blocked", "spend", "budget_id")
 
 
 class KeyFields(BaseModel):
@@ -57,6 +58,8 @@ class KeyFields(BaseModel):
     blocked: bool | None = None
     guardrails: list[str] | None = Field(None, description="Guardrails switched on for this key's requests "
                                          "(kept in metadata.guardrails)")
+    budget_id: str | None = Field(None, description="A budget (/budget/new) whose max_budget, rpm_limit, tpm_limit "
+                                  "and max_parallel_requests apply where the key sets none of its own")
     aliases: dict[str, str] | None = Field(None, description="Model names this key's callers may use for model "
                                            "groups, e.g. {\"smart\": \"gpt-4o\"} (kept in metadata.aliases)")
 
@@ -102,6 +105,7 @@ class KeyInfo(BaseModel):
     blocked: bool
     guardrails: list[str] | dict[str, bool] | None = None
     aliases: dict[str, str] | None = None
+    budget_id: str | None = None
     created_by: str | None
     created_at: str | None
     updated_at: str | None
@@ -153,6 +157,7 @@ def key_info(k: Key) -> dict[str, Any]:
         "tags": k.tags, "tpm_limit": k.tpm_limit, "rpm_limit": k.rpm_limit,
         "max_parallel_requests": k.max_parallel_requests, "blocked": k.blocked,
         "guardrails": (k.metadata or {}).get("guardrails"), "aliases": (k.metadata or {}).get("aliases"),
+        "budget_id": k.budget_id,
         "created_by": k.created_by,
         "created_at": iso(k.created_at), "updated_at": iso(k.updated_at),
     }
@@ -195,6 +200,7 @@ async def generate() -> Any:
     raw = body.key or generate_key()
     expires = now() + parse_duration(body.duration, "duration") if body.duration else None
     await _alias_free(body.key_alias)
+    await budgets.linked(body.budget_id)
     fields = {f: getattr(body, f) for f in EDITABLE if f != "spend" and getattr(body, f, None) is not None}
     if body.guardrails is not None:
         fields["metadata"] = with_guardrails(body.metadata, body.guardrails)
@@ -221,6 +227,8 @@ async def update() -> Any:
     k = await find(body.key)
     before = key_info(k)
     changes = {f: getattr(body, f) for f in EDITABLE if f in sent}
+    if changes.get("budget_id") is not None:
+        await budgets.linked(changes["budget_id"])
     if "key_alias" in changes:
         await _alias_free(changes["key_alias"], k.token)
     if "duration" in sent:

@@ -88,6 +88,6 @@ async def plugins() -> Any:
     gw = current_app.gateway
     out = gw.host.describe()
     out["counters"] = gw.dispatcher.counters()
-    out["limits"] = gw.limits.counters()  # where budget reservations are counted; Redis fallbacks
+    out["limits"] = gw.limits.counters()  # where budget reservations and rate limits are counted; Redis fallbacks
     out["order"] = {hook: gw.dispatcher.plugins_for(hook) for hook in gw.dispatcher.chains}
     return out

@@ -16,6 +16,7 @@ from quart_schema import document_request, document_response, tag_blueprint
 
 from gateway.context import Outcome, RequestContext
 from gateway.core import enforced_params, streaming
+from gateway.core.cache import CachedReply
 from gateway.core.errors import error_response
 from gateway.core.openapi import document_stream
 from gateway.core.routes import openai_schema as oa
@@ -25,7 +26,7 @@ bp = Blueprint("llm", __name__)
 tag_blueprint(bp, ["OpenAI"])
 
 # Request fields the gateway consumes; never sent upstream.
-GATEWAY_FIELDS = ("metadata", "tags", "guardrails")
+GATEWAY_FIELDS = ("metadata", "tags", "guardrails", "cache")
 REQUIRED_INPUT = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
 
 
@@ -146,12 +147,16 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         if dispatcher.runs("pre_request", ctx):
             await dispatcher.run_chain("pre_request", ctx)
         upstream_body, wants_usage = _upstream_body(ctx)
-        if dispatcher.runs("during_call", ctx):
+        plan = gw.cache.plan(call_type, ctx.model, upstream_body, ctx.body.get("cache")) if gw.cache else None
+        hit = await gw.cache.lookup(plan) if plan is not None else None
+        if hit is not None:
+            reply, raw = _cache_hit(gw, ctx, hit)
+        elif dispatcher.runs("during_call", ctx):
             reply, raw = await _call_during_guards(gw, ctx, call_type, upstream_body)
         else:
             reply, raw = await _call(gw, ctx, call_type, upstream_body)
         if ctx.stream:
-            return _stream_response(gw, ctx, reply, wants_usage)
+            return _stream_response(gw, ctx, reply, wants_usage, plan if hit is None else None)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -160,12 +165,17 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         if dispatcher.runs("post_response", ctx):
             await dispatcher.run_chain("post_response", ctx, response=data)
             raw = orjson.dumps(data)
+    except asyncio.CancelledError:  # the client went away: release what the call holds (nginx's 499)
+        finish(gw, ctx, "failure", 499)
+        raise
     except GatewayError as exc:
         finish(gw, ctx, "blocked" if ctx.blocked_by else "failure", exc.status, error=exc)
         resp = error_response(exc, ctx.request_id)
         _stamp(gw, ctx, resp)
         return resp
     finish(gw, ctx, "success", 200, response=data, usage=_usage_of(data))
+    if plan is not None and hit is None:
+        gw.cache.keep(plan, raw)
     resp = Response(raw, status=200, content_type="application/json")
     _stamp(gw, ctx, resp)
     return resp
@@ -237,11 +247,23 @@ def finish(gw: Any, ctx: RequestContext, status: str, http_status: int, *, respo
         gw.dispatcher.finished(ctx, outcome)
 
 
-def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool) -> Response:
+def _cache_hit(gw: Any, ctx: RequestContext, data: bytes) -> tuple[Any, bytes | None]:
+    """Answer from the cache: no upstream call. The group's first deployment stands for the
+    model on the spend row (at no cost)."""
+    ctx.cache_hit = True
+    ctx.deployment = gw.router.group(ctx.model, ctx.principal)[0]
+    ctx.response_headers["x-gateway-cache-hit"] = "True"
+    reply = CachedReply(data)
+    return reply, None if ctx.stream else data
+
+
+def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool, plan: Any = None) -> Response:
     hold = gw.dispatcher.holds_stream(ctx)
 
     def on_end(status: str, error: GatewayError | None, assembler: streaming.Assembler) -> None:
         result = assembler.result() if assembler.first is not None else None
+        if plan is not None and status == "success" and result is not None:
+            gw.cache.keep(plan, result)
         # No error but not a success: the client went away mid-stream (nginx's 499).
         http_status = 200 if status == "success" else (error.status if error else 499)
         finish(gw, ctx, status, http_status, response=result, usage=assembler.usage, error=error,
@@ -298,7 +320,7 @@ def _model_card(name: str, created: int) -> dict[str, Any]:
 def visible_models(gw: Any, principal: Any) -> list[str]:
     names = gw.router.model_names()
     if principal is not None and principal.models and "all-proxy-models" not in principal.models:
-        allowed = set(principal.models)
+        allowed = set(gw.router.names.expand(principal.models))
         names = [n for n in names if n in allowed]
     return names
 

@@ -125,9 +125,11 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
     dep = ctx.deployment
     # A failure is billed for the usage it reports: a stream cut short reports what was sent and
     # received (estimated); other failures report none. A blocked call is not billed.
-    spend = prices.cost(dep, usage) if outcome.status in ("success", "failure") else 0.0
+    spend = prices.cost(dep, usage) if outcome.status in ("success", "failure") and not ctx.cache_hit else 0.0
     api_key = principal.api_key or (master_key_hash if principal.is_admin else None)
     request_id = (response or {}).get("id") if isinstance((response or {}).get("id"), str) else None
+    if ctx.cache_hit:  # an answer served again: its id is the first call's, the row is this call's
+        request_id = None
     metadata = {
         "user_api_key": api_key,
         "user_api_key_alias": principal.key_alias,
@@ -147,6 +149,8 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
         metadata["guardrails"] = list(ctx.verdicts.values())
     if ctx.annotations:
         metadata["annotations"] = ctx.annotations
+    if ctx.cache_hit:
+        metadata["cache_hit"] = True
     if len(ctx.attempts) > 1:  # retries or fallbacks: every deployment tried, in order
         metadata["attempts"] = ctx.attempts
     if outcome.error is not None and outcome.status != "success":

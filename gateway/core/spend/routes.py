@@ -165,7 +165,7 @@ def row_out(r: SpendLog) -> dict[str, Any]:
         "startTime": r.start_time.isoformat(), "endTime": r.end_time.isoformat(), "model": r.model,
         "model_group": r.model_group, "api_base": r.api_base, "user": r.user, "end_user": r.end_user,
         "team_id": r.team_id, "request_tags": r.request_tags, "metadata": r.metadata, "status": r.status,
-        "messages": r.messages, "response": r.response,
+        "messages": r.messages, "response": r.response, "cache_hit": bool((r.metadata or {}).get("cache_hit")),
     }
 
 

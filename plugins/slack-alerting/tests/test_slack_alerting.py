@@ -332,7 +332,8 @@ def test_the_url_is_a_secret_in_the_config(monkeypatch):
     for shown in (repr(cfg), str(cfg), cfg.model_dump_json(), str(cfg.model_dump())):
         assert "TOPSECRET" not in shown
     assert SlackAlertingConfig(alert_types=["llm_exceptions", "budget_alerts", "size_limit", "llm_too_slow"]
-                               ).alert_types == ["upstream_failure", "budget_exceeded", "size_limit", "llm_too_slow"]
+                               ).alert_types == ["upstream_failure", "budget_exceeded", "soft_budget_crossed",
+                                                 "size_limit", "llm_too_slow"]
     with pytest.raises(ValueError) as err:
         SlackAlertingConfig(slack_webhook_url="hooks.slack.com/services/TOPSECRET")
     assert "TOPSECRET" not in str(err.value)

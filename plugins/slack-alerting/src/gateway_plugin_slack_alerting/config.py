@@ -22,11 +22,12 @@ from gateway import PluginConfig
 ENV_VAR = "SLACK_WEBHOOK_URL"
 
 #: The kinds of alert this gateway raises (other plugins may raise kinds of their own).
-KNOWN_KINDS = ("upstream_failure", "budget_exceeded", "size_limit")
+KNOWN_KINDS = ("upstream_failure", "budget_exceeded", "soft_budget_crossed", "size_limit")
 
 #: LiteLLM's `alert_types` names that have an equivalent here. Its other names (`llm_too_slow`,
 #: `daily_reports`, ...) are accepted, so its configs start unchanged, and match no alert.
-LITELLM_ALERT_TYPES = {"llm_exceptions": "upstream_failure", "budget_alerts": "budget_exceeded"}
+LITELLM_ALERT_TYPES = {"llm_exceptions": ("upstream_failure",),
+                       "budget_alerts": ("budget_exceeded", "soft_budget_crossed")}
 
 
 def describe_webhook(url: str) -> str:
@@ -49,9 +50,9 @@ class SlackAlertingConfig(PluginConfig):
     alert_types: list[str] | None = Field(
         None,
         min_length=1,
-        description="The kinds of alert to send (upstream_failure, budget_exceeded, size_limit, or any "
-        "kind another plugin raises); LiteLLM's llm_exceptions and budget_alerts are accepted for "
-        "upstream_failure and budget_exceeded. Default: every kind.",
+        description="The kinds of alert to send (upstream_failure, budget_exceeded, soft_budget_crossed, "
+        "size_limit, or any kind another plugin raises); LiteLLM's llm_exceptions is accepted for "
+        "upstream_failure, its budget_alerts for budget_exceeded and soft_budget_crossed. Default: every kind.",
     )
     slack_max_messages_per_minute: int = Field(
         20,
@@ -118,7 +119,7 @@ class SlackAlertingConfig(PluginConfig):
             kind = kind.strip()
             if not kind:
                 raise ValueError("alert types must be non-empty names")
-            out.append(LITELLM_ALERT_TYPES.get(kind, kind))
+            out.extend(LITELLM_ALERT_TYPES.get(kind, (kind,)))
         return list(dict.fromkeys(out))
 
     def wanted_kinds(self) -> frozenset[str] | None:
