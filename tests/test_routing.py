@@ -273,3 +273,19 @@ def test_a_key_may_name_a_model_access_group(gateway_server, fake_upstream):
     with pytest.raises(openai.AuthenticationError, match="not allowed to access model"):
         client.chat.completions.create(**hi("other"))
     assert [m.id for m in client.models.list()] == ["b1", "b2"]
+
+
+def test_a_cooldown_reaches_the_other_instances_through_redis(gateway_server, fake_upstream, redis_url):
+    cfg = config(dep("g", CLOSED, weight=1_000_000), dep("g", fake_upstream.url, weight=0.000001),
+                 num_retries=1, cooldown_time=30)
+    env = {"REDIS_URL": redis_url}
+    first = gateway_server(cfg, env=env)
+    second = gateway_server(cfg, env=env)  # a process of its own
+    r = post(first, hi("g"))
+    assert r.status_code == 200 and r.headers["x-gateway-model-id"] == "g-1"
+    (row,) = first.spend_logs(1)
+    assert [a["model_id"] for a in row["metadata"]["attempts"]] == ["g-0", "g-1"]  # refused, then the other
+    time.sleep(0.5)
+    for _ in range(5):  # the other instance knows: it never tries the dead deployment
+        assert post(second, hi("g")).headers["x-gateway-model-id"] == "g-1"
+    assert all("attempts" not in row["metadata"] for row in second.spend_logs(5))

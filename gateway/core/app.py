@@ -75,6 +75,9 @@ class Gateway:
         self.redis = RedisGuard(redis_url, timeout_s=settings.env.redis_socket_timeout) if redis_url else None
         self.directory = Directory(cache, Invalidator(cache, self.db.url, self.redis), self.db)
         self.directory.alert = self.alert  # soft budget alerts raised by the end-user loader
+        # Cooldowns reach every worker (a file) and instance (Redis) the way cache evictions do.
+        self.directory.invalidator.listeners["cooldown"] = self.router.cooled_elsewhere
+        self.router.publish = lambda kind, ident: self.directory.invalidator.publish(kind, ident, wait=False)
         #: The response cache (`litellm_settings.cache`), None when off.
         self.cache = ResponseCache.from_settings(
             settings.file.litellm_settings, self.redis,

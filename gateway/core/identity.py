@@ -95,6 +95,8 @@ class Invalidator:
         self._resync = False  # lines were skipped: every instance must drop its cache once Redis answers
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        #: Other news carried the same way, by kind (`cooldown`: a deployment cooled down elsewhere).
+        self.listeners: dict[str, Callable[[str], None]] = {}
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +190,8 @@ class Invalidator:
             self.cache.clear()
         elif kind in KINDS:
             self.cache.evict(kind, ident)
+        elif kind in self.listeners:
+            self.listeners[kind](ident)
 
     def poll(self) -> None:
         """Apply changes other workers wrote since the last call: one stat() when nothing changed."""

@@ -13,10 +13,11 @@ reply names the deployment that answered (`x-gateway-model-id`) and the fallback
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -58,6 +59,12 @@ def upstream_error(dep: Deployment, status: int, body: bytes) -> UpstreamError:
     )
 
 
+def fingerprint(dep: Deployment) -> str:
+    """A deployment's name between instances: its id and where it calls (two configs that reuse
+    an id for other upstreams, sharing one Redis, never cool each other's deployments down)."""
+    return hashlib.sha256(f"{dep.id}|{dep.provider}|{dep.api_base}|{dep.upstream_model}".encode()).hexdigest()[:16]
+
+
 class Router:
     """Owns the deployments, the routing state and the pooled upstream clients."""
 
@@ -83,6 +90,11 @@ class Router:
         self.price_of: Callable[[Deployment], float] = lambda d: 0.0
         #: `provider/model` names the gateway knows (the price table's), for wildcard listings.
         self.known_models: list[str] = []
+        #: Tells the other workers and instances (`publish(kind, ident)`, a coroutine): the app
+        #: sets it to the identity invalidator's, which carries lines through a file and Redis.
+        self.publish: Callable[[str, str], Awaitable[None]] | None = None
+        self._by_fingerprint: dict[str, Deployment] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def load(self, providers: Any) -> None:
         """Resolve `model_list` with the providers the plugins offer, then the routing settings
@@ -96,6 +108,7 @@ class Router:
             dep = resolve(i, entry, float(default_timeout), stream_total, providers, drop)
             groups.setdefault(dep.model_name, []).append(dep)
         self.groups = groups
+        self._by_fingerprint = {fingerprint(d): d for deps in groups.values() for d in deps}
         router_extra = file.router_settings.model_extra or {}
         try:
             aliases = router_extra.get("model_group_alias", file.litellm_settings.get("model_group_alias"))
@@ -131,8 +144,25 @@ class Router:
         stats.failures = [t for t in stats.failures if t > now - 60.0]
         stats.failures.append(now)
         immediate = error is None or error.status in (401, 404, 408, 429)
-        if immediate or len(stats.failures) > self.allowed_fails:
+        if (immediate or len(stats.failures) > self.allowed_fails) and dep.cooldown_until <= now:
             dep.cooldown_until = now + self.cooldown_time
+            key = fingerprint(dep)
+            if self.publish is not None and key in self._by_fingerprint:  # wildcard copies stay local
+                task = asyncio.get_running_loop().create_task(
+                    self.publish("cooldown", f"{key}|{time.time() + self.cooldown_time:.3f}"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def cooled_elsewhere(self, ident: str) -> None:
+        """Another worker or instance cooled a deployment down until a wall-clock time."""
+        key, _, until = ident.rpartition("|")
+        dep = self._by_fingerprint.get(key)
+        try:
+            remaining = float(until) - time.time()
+        except ValueError:
+            return
+        if dep is not None and remaining > 0:
+            dep.cooldown_until = max(dep.cooldown_until, time.monotonic() + min(remaining, self.cooldown_time or 0))
 
     async def _send(self, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
         if dep.provider == "fake":
