@@ -218,16 +218,39 @@ def test_latency_based_routing_prefers_the_fast_one(gateway_server, fake_upstrea
     assert seen["g-1"] >= 18  # each measured once, then the fast one
 
 
-def test_usage_based_routing_respects_deployment_rpm_then_429(gateway_server, fake_upstream):
-    server = gateway_server(config(dep("g", fake_upstream.url, rpm=2), dep("g", fake_upstream.url, rpm=3),
+def test_usage_based_routing_takes_the_least_used(gateway_server, fake_upstream):
+    fake_upstream.usage = {"prompt_tokens": 5, "completion_tokens": 5}
+    server = gateway_server(config(dep("g", fake_upstream.url), dep("g", fake_upstream.url),
                                    routing_strategy="usage-based-routing-v2"))
-    if time.time() % 60 > 55:
-        time.sleep(60 - time.time() % 60 + 0.1)  # one minute's window for the whole test
+    seen = calls(server, 20)
+    assert seen == {"g-0": 10, "g-1": 10}  # each call goes to whichever has used fewer tokens
+
+
+@pytest.mark.parametrize("strategy", ["usage-based-routing-v2", "simple-shuffle"])
+def test_deployment_rpm_is_enforced_then_429(gateway_server, fake_upstream, strategy):
+    server = gateway_server(config(dep("g", fake_upstream.url, rpm=2), dep("g", fake_upstream.url, rpm=3),
+                                   routing_strategy=strategy))
     assert calls(server, 5) == {"g-0": 2, "g-1": 3}
     r = post(server, hi("g"))
     assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
     assert "No deployments available for selected model" in r.json()["error"]["message"]
     assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_deployment_rpm_is_exact_across_instances(gateway_server, fake_upstream, redis_url):
+    import asyncio
+
+    cfg = config(dep("g", fake_upstream.url, rpm=7, model_info={"id": f"dep-{time.time_ns()}"}))
+    servers = [gateway_server(cfg, env={"REDIS_URL": redis_url}) for _ in range(2)]
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(headers=ADMIN, timeout=20) as client:
+            replies = await asyncio.gather(*(client.post(s.url + "/v1/chat/completions", json=hi("g"))
+                                             for s in servers for _ in range(10)))
+        return [r.status_code for r in replies]
+
+    codes = asyncio.run(burst())
+    assert codes.count(200) == 7 and codes.count(429) == 13
 
 
 def test_unknown_strategy_stops_start_up(gateway_server, fake_upstream):

@@ -53,6 +53,7 @@ class Gateway:
         self.host = host
         self.master_key = settings.master_key
         self.router = Router(settings)
+        self.router.gateway = self
         self.router.alert = self.alert  # a call that failed on every attempt raises an alert
         self.prices = PriceTable()
         self.router.known_models = list(self.prices.prices)

@@ -27,7 +27,7 @@ from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
 from gateway.core.routing.fallbacks import ConfigFallbackError, Fallbacks
 from gateway.core.routing.names import ConfigNameError, ModelNames
-from gateway.core.routing.strategies import NoDeploymentAvailable, Strategy
+from gateway.core.routing.strategies import WINDOW_S, NoDeploymentAvailable, Strategy
 from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 
 log = logging.getLogger("gateway.router")
@@ -95,6 +95,8 @@ class Router:
         self.publish: Callable[[str, str], Awaitable[None]] | None = None
         self._by_fingerprint: dict[str, Deployment] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The gateway (set by it): its `limits` count deployment rpm/tpm.
+        self.gateway: Any = None
 
     def load(self, providers: Any) -> None:
         """Resolve `model_list` with the providers the plugins offer, then the routing settings
@@ -152,6 +154,30 @@ class Router:
                     self.publish("cooldown", f"{key}|{time.time() + self.cooldown_time:.3f}"))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    async def _admitted(self, group: list[Deployment], tried: set[str]) -> Deployment:
+        """A deployment chosen by the strategy that is under its own `rpm` / `tpm` (counted exactly,
+        in Redis when there is one: `gateway.limits`); NoDeploymentAvailable when none is."""
+        limits = getattr(self.gateway, "limits", None)
+        full: set[str] = set()
+        reset = WINDOW_S
+        while True:
+            dep = self.pick(group, tried | full)
+            rpm, tpm = dep.params.get("rpm"), dep.params.get("tpm")
+            if limits is None or (rpm is None and tpm is None):
+                return dep
+            if dep.id in full:  # every deployment is at its limit
+                raise NoDeploymentAvailable(retry_after=reset)
+            key = fingerprint(dep)
+            ok, wait = True, 0.0
+            if rpm is not None:
+                ok, _, wait = await limits.try_window(f"deployment:{key}:rpm", 1, rpm, WINDOW_S)
+            if ok and tpm is not None:
+                ok, _, wait = await limits.try_window(f"deployment:{key}:tpm", 0, tpm, WINDOW_S)
+            if ok:
+                return dep
+            full.add(dep.id)
+            reset = min(reset, wait or WINDOW_S)
 
     def cooled_elsewhere(self, ident: str) -> None:
         """Another worker or instance cooled a deployment down until a wall-clock time."""
@@ -214,7 +240,7 @@ class Router:
                 await asyncio.sleep(self.retry_after)
             untried = [d for d in group if d.id not in tried]
             try:
-                dep = self.pick(group, tried)
+                dep = await self._admitted(group, tried)
             except NoDeploymentAvailable as full:
                 wait = max(1, math.ceil(full.retry_after))
                 raise GatewayError(f"No deployments available for selected model, Try again in {wait} seconds. "
@@ -267,6 +293,9 @@ class Router:
         tokens = int((usage or {}).get("total_tokens") or 0)
         output = int((usage or {}).get("completion_tokens") or 0) if ctx.stream else 0
         self.strategy.ended(dep, time.perf_counter() - started if ok else None, tokens, output)
+        limits = getattr(self.gateway, "limits", None)
+        if tokens and limits is not None and dep.params.get("tpm") is not None:
+            limits.add(f"deployment:{fingerprint(dep)}:tpm", tokens, WINDOW_S)
 
     def _report_failure(self, ctx: Any, error: GatewayError, attempts: int, tried: set[str]) -> None:
         """No attempt succeeded: raise an `upstream_failure` alert. The message names the group and

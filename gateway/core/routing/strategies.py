@@ -5,13 +5,13 @@
 - `latency-based-routing`: the lowest recent latency (an average over the last calls, per output
   token for streams as LiteLLM does), any deployment within `lowest_latency_buffer` of the best
   chosen at random; deployments with no measurement yet are tried first.
-- `usage-based-routing`, `usage-based-routing-v2`: the fewest tokens used this minute, among the
-  deployments still under their `rpm` / `tpm`; when every deployment is at its limit, 429.
+- `usage-based-routing`, `usage-based-routing-v2`: the fewest tokens used this minute. (Whatever the
+  strategy, the router skips deployments at their own `rpm` / `tpm`, counted exactly: see
+  `Router._admitted`.)
 - `cost-based-routing`: the cheapest (input + output price per token), ties at random.
 
-Statistics are this process's (each worker learns its own); cooldowns and the `rpm`/`tpm` counts of
-usage-based routing are kept the same way. `pick` never returns a deployment in cooldown while
-another is available.
+Statistics are this process's (each worker learns its own). `pick` is given the deployments that
+are not cooling down when there are any.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ LATENCY_SAMPLES = 10
 
 
 class NoDeploymentAvailable(Exception):
-    """Every deployment of the group is at its rpm/tpm limit (usage-based routing)."""
+    """Every deployment of the group is at its own rpm/tpm limit."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(retry_after)
@@ -100,18 +100,10 @@ class Strategy:
 
     def _least_used(self, candidates: list[Any]) -> Any:
         now = time.time()
-        open_: list[Any] = []
         for d in candidates:
-            s = self.of(d)
-            s.window(now)
-            rpm, tpm = d.params.get("rpm"), d.params.get("tpm")
-            if (rpm is not None and s.requests >= rpm) or (tpm is not None and s.tokens >= tpm):
-                continue
-            open_.append(d)
-        if not open_:
-            raise NoDeploymentAvailable(retry_after=WINDOW_S - now % WINDOW_S)
-        least = min(self.of(d).tokens for d in open_)
-        return random.choice([d for d in open_ if self.of(d).tokens == least])
+            self.of(d).window(now)
+        least = min(self.of(d).tokens for d in candidates)
+        return random.choice([d for d in candidates if self.of(d).tokens == least])
 
     # -- learning ----------------------------------------------------------------------------------
     def started(self, dep: Any) -> None:
