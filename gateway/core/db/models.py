@@ -57,6 +57,8 @@ class Team(Model, Budgeted):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
+    organization_id = fields.CharField(max_length=255, null=True, db_index=True)
+
     class Meta:
         table = "teams"
 
@@ -114,6 +116,77 @@ class Budget(Model):
 
     class Meta:
         table = "budgets"
+
+
+class Organization(Model, Budgeted):
+    """LiteLLM's `LiteLLM_OrganizationTable`: teams grouped under one budget and one list of models."""
+
+    organization_id = fields.CharField(primary_key=True, max_length=255)
+    organization_alias = fields.CharField(max_length=255, null=True)
+    budget_id = fields.CharField(max_length=255, null=True)
+    models = fields.JSONField(default=list)
+    metadata = fields.JSONField(default=dict)
+    tpm_limit = fields.BigIntField(null=True)
+    rpm_limit = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    created_by = fields.CharField(max_length=255, null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    updated_by = fields.CharField(max_length=255, null=True)
+
+    class Meta:
+        table = "organizations"
+
+
+class OrganizationMembership(Model):
+    """A user in an organization, with a role (`org_admin`, `internal_user`, ...) and in-org spend."""
+
+    id = fields.BigIntField(primary_key=True, generated=True)
+    organization_id = fields.CharField(max_length=255, db_index=True)
+    user_id = fields.CharField(max_length=255, db_index=True)
+    user_role = fields.CharField(max_length=32, default="internal_user")
+    spend = fields.FloatField(default=0.0)
+    budget_id = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "organization_memberships"
+        unique_together = (("organization_id", "user_id"),)
+
+
+class TeamMembership(Model):
+    """A user in a team: their spend inside the team and their in-team budget (`max_budget_in_team`,
+    held by a linked `Budget`), LiteLLM's `LiteLLM_TeamMembership`."""
+
+    id = fields.BigIntField(primary_key=True, generated=True)
+    team_id = fields.CharField(max_length=255, db_index=True)
+    user_id = fields.CharField(max_length=255, db_index=True)
+    spend = fields.FloatField(default=0.0)
+    budget_id = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "team_memberships"
+        unique_together = (("team_id", "user_id"),)
+
+
+class ProxyModel(Model):
+    """A deployment added at runtime (`/model/new`, `store_model_in_db: true`), LiteLLM's
+    `LiteLLM_ProxyModelTable`. `litellm_params` is JSON text whose credentials are encrypted."""
+
+    model_id = fields.CharField(primary_key=True, max_length=255)
+    model_name = fields.CharField(max_length=255, db_index=True)
+    litellm_params = fields.TextField()
+    model_info = fields.JSONField(default=dict)
+    team_id = fields.CharField(max_length=255, null=True, db_index=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    created_by = fields.CharField(max_length=255, null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    updated_by = fields.CharField(max_length=255, null=True)
+
+    class Meta:
+        table = "proxy_models"
 
 
 class AuditLog(Model):

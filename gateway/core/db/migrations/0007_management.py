@@ -1,0 +1,86 @@
+from tortoise import fields, migrations
+from tortoise.indexes import Index
+from tortoise.migrations import operations as ops
+
+
+class Migration(migrations.Migration):
+    """Management parity (issue 15): organizations and their members, team memberships (in-team spend
+    and budgets), models added at runtime, and a team's organization."""
+
+    dependencies = [("gateway", "0006_budgets")]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='Organization',
+            fields=[
+                ('max_budget', fields.FloatField(null=True)),
+                ('spend', fields.FloatField(default=0.0)),
+                ('budget_duration', fields.CharField(null=True, max_length=32)),
+                ('budget_reset_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('organization_id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=255)),
+                ('organization_alias', fields.CharField(null=True, max_length=255)),
+                ('budget_id', fields.CharField(null=True, max_length=255)),
+                ('models', fields.JSONField(default=list)),
+                ('metadata', fields.JSONField(default=dict)),
+                ('tpm_limit', fields.BigIntField(null=True)),
+                ('rpm_limit', fields.BigIntField(null=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('created_by', fields.CharField(null=True, max_length=255)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('updated_by', fields.CharField(null=True, max_length=255)),
+            ],
+            options={'table': 'organizations', 'app': 'gateway', 'pk_attr': 'organization_id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='OrganizationMembership',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('organization_id', fields.CharField(db_index=True, max_length=255)),
+                ('user_id', fields.CharField(db_index=True, max_length=255)),
+                ('user_role', fields.CharField(default='internal_user', max_length=32)),
+                ('spend', fields.FloatField(default=0.0)),
+                ('budget_id', fields.CharField(null=True, max_length=255)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'organization_memberships', 'app': 'gateway',
+                     'unique_together': (('organization_id', 'user_id'),), 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='TeamMembership',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('team_id', fields.CharField(db_index=True, max_length=255)),
+                ('user_id', fields.CharField(db_index=True, max_length=255)),
+                ('spend', fields.FloatField(default=0.0)),
+                ('budget_id', fields.CharField(null=True, max_length=255)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'team_memberships', 'app': 'gateway',
+                     'unique_together': (('team_id', 'user_id'),), 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='ProxyModel',
+            fields=[
+                ('model_id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=255)),
+                ('model_name', fields.CharField(db_index=True, max_length=255)),
+                ('litellm_params', fields.TextField()),
+                ('model_info', fields.JSONField(default=dict)),
+                ('team_id', fields.CharField(null=True, db_index=True, max_length=255)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('created_by', fields.CharField(null=True, max_length=255)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('updated_by', fields.CharField(null=True, max_length=255)),
+            ],
+            options={'table': 'proxy_models', 'app': 'gateway', 'pk_attr': 'model_id'},
+            bases=['Model'],
+        ),
+        ops.AddField(model_name="Team", name="organization_id",
+                     field=fields.CharField(null=True, db_index=True, max_length=255)),
+    ]
