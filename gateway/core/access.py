@@ -27,21 +27,29 @@ MODEL_HUB_ROUTES = frozenset({"/model_hub", "/public/model_hub"})
 GROUPS: dict[str, frozenset[str]] = {
     "public_routes": frozenset({"/", "/health/liveliness", "/health/liveness", "/health/readiness", "/routes",
                                 "/metrics", "/openapi.json", "/docs", "/redoc", "/docs-assets/{name}"}),
+    # Issue 15's routes are listed here ahead of their handlers (a path with no handler is a 404).
     "openai_routes": LLM_ROUTES,
     "info_routes": frozenset({"/key/info", "/team/info", "/user/info", "/model/info", "/v1/model/info",
-                              "/model_group/info", "/health", "/guardrails/list"}),
+                              "/v2/model/info", "/model_group/info", "/health", "/guardrails/list",
+                              "/organization/info"}),
     "management_routes": frozenset({
         *(f"/key/{a}" for a in ("generate", "update", "delete", "info", "list", "block", "unblock", "regenerate")),
         *(f"/team/{a}" for a in ("new", "update", "delete", "info", "list", "block", "unblock", "member_add",
-                                 "member_delete")),
-        *(f"/user/{a}" for a in ("new", "info", "update", "delete", "unblock")),
+                                 "member_delete", "member_update")),
+        *(f"/user/{a}" for a in ("new", "info", "update", "delete", "unblock", "list")),
+        *(f"/organization/{a}" for a in ("new", "update", "delete", "info", "list", "member_add", "member_update",
+                                         "member_delete")),
+        *(f"/model/{a}" for a in ("new", "update", "delete")),
+        "/health/readiness/details", "/health/services",
         *(f"/{p}/{a}" for p in ("customer", "end_user") for a in ("new", "info", "update", "delete", "list",
                                                                 "block", "unblock")),
         *(f"/budget/{a}" for a in ("new", "update", "info", "list", "delete")),
         "/audit", "/plugins", "/dead_letters",
     }),
     "spend_tracking_routes": frozenset({"/spend/logs", "/spend/tags", "/spend/keys", "/spend/users",
-                                        "/spend/calculate", "/global/spend/logs"}),
+                                        "/spend/calculate", "/spend/logs/ui", "/global/spend/logs",
+                                        "/global/spend/keys", "/global/spend/teams", "/global/spend/tags",
+                                        "/global/spend/report"}),
 }
 GROUP_PREFIXES = ("LiteLLMRoutes.", "GatewayRoutes.")
 

@@ -257,6 +257,21 @@ class SpendTagDaily(Model):
         unique_together = (("day", "tag"),)
 
 
+class SpendKeyTagDaily(Model):
+    # Per-day, per-key, per-tag totals, so that a key's own /spend/tags never scans the logs either.
+
+    id = fields.BigIntField(primary_key=True, generated=True)
+    day = fields.DateField()
+    api_key = fields.CharField(max_length=64)
+    tag = fields.CharField(max_length=255)
+    log_count = fields.BigIntField(default=0)
+    total_spend = fields.FloatField(default=0.0)
+
+    class Meta:
+        table = "spend_key_tag_daily"
+        unique_together = (("day", "api_key", "tag"),)
+
+
 class SpendDaily(Model):
     # Per-day totals by key, model and user, kept by the spend writer, so that /spend/logs with a
     # date range reads a few rows per day instead of every call. Missing key or user is "".

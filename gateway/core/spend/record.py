@@ -109,6 +109,13 @@ def _to_dt(ts: float) -> datetime:
 INPUT_FIELD = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
 
 
+def _org_of(principal: Any) -> str | None:
+    """The organization of the caller's team (None: no team, or a team in no organization)."""
+    records = principal.extra.get("records") if principal.extra else None
+    team = records[1] if records and len(records) > 1 else None
+    return getattr(team, "organization_id", None)
+
+
 def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, store_prompts: bool = False) -> SpendRow:
     principal = ctx.principal
     usage = dict(outcome.usage) if isinstance(outcome.usage, dict) else None
@@ -136,6 +143,7 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
         "user_api_key_team_id": principal.team_id,
         "user_api_key_user_id": principal.user_id,
         "user_api_key_team_alias": principal.team_alias,
+        "user_api_key_org_id": _org_of(principal),
         "spend_logs_metadata": storable(merge_spend_logs_metadata(ctx.body, principal)) or None,
         "gateway_request_id": ctx.request_id,
     }

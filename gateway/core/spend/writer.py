@@ -51,6 +51,16 @@ TAG_UPSERT = {
                "total_spend = total_spend + excluded.total_spend"),
 }
 
+KEY_TAG_UPSERT = {
+    "postgres": ("INSERT INTO spend_key_tag_daily (day, api_key, tag, log_count, total_spend) VALUES ($1, $2, $3, $4, $5) "
+                 "ON CONFLICT (day, api_key, tag) DO UPDATE SET "
+                 "log_count = spend_key_tag_daily.log_count + EXCLUDED.log_count, "
+                 "total_spend = spend_key_tag_daily.total_spend + EXCLUDED.total_spend"),
+    "sqlite": ("INSERT INTO spend_key_tag_daily (day, api_key, tag, log_count, total_spend) VALUES (?, ?, ?, ?, ?) "
+               "ON CONFLICT (day, api_key, tag) DO UPDATE SET log_count = log_count + excluded.log_count, "
+               "total_spend = total_spend + excluded.total_spend"),
+}
+
 
 class SpendWriter:
     def __init__(self, directory: Any, *, ping: Callable[[], Awaitable[Any]], dead_letters: DeadLetters,
@@ -239,10 +249,12 @@ class SpendWriter:
             return False
 
     async def _write(self, batch: list[SpendRow]) -> None:
-        from gateway.core.db.models import EndUser, Key, SpendLog, Team, User
+        from gateway.core.db.models import EndUser, Key, Organization, SpendLog, Team, TeamMembership, User
 
         counters: dict[tuple[Any, str, str], float] = defaultdict(float)
+        members: dict[tuple[str, str], float] = defaultdict(float)  # (team, user): spend inside the team
         tags: dict[tuple[Any, str], list[float]] = defaultdict(lambda: [0, 0.0])
+        key_tags: dict[tuple[Any, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
         daily: dict[tuple[Any, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
         for row in batch:
             if row.spend:
@@ -250,6 +262,11 @@ class SpendWriter:
                                             (User, "user_id", row.user), (EndUser, "user_id", row.end_user)):
                     if value:
                         counters[(model, field, value)] += row.spend
+                org = (row.metadata or {}).get("user_api_key_org_id")
+                if org:
+                    counters[(Organization, "organization_id", org)] += row.spend
+                if row.team_id and row.user:
+                    members[(row.team_id, row.user)] += row.spend
             if self.write_logs:
                 day = row.start_time.date()
                 acc = daily[(day, row.api_key or "", row.model[:255], (row.user or "")[:255])]
@@ -259,6 +276,10 @@ class SpendWriter:
                     acc = tags[(day, tag)]
                     acc[0] += 1
                     acc[1] += row.spend
+                    if row.api_key:
+                        acc = key_tags[(day, row.api_key, tag)]
+                        acc[0] += 1
+                        acc[1] += row.spend
         objects = []
         if self.write_logs:
             for i, r in enumerate(batch):
@@ -273,6 +294,9 @@ class SpendWriter:
                 # Rows are locked in one order everywhere, so that instances never deadlock.
                 for (day, tag), (count, spend) in sorted(tags.items()):
                     await conn.execute_query(sql, [day, tag, count, spend])
+                sql = KEY_TAG_UPSERT["postgres" if dialect == "postgres" else "sqlite"]
+                for (day, key, tag), (count, spend) in sorted(key_tags.items()):
+                    await conn.execute_query(sql, [day, key, tag, count, spend])
                 sql = DAILY_UPSERT["postgres" if dialect == "postgres" else "sqlite"]
                 for (day, key, model, user), (count, spend) in sorted(daily.items()):
                     await conn.execute_query(sql, [day, key, model, user, count, spend])
@@ -281,6 +305,8 @@ class SpendWriter:
                 await EndUser.bulk_create([EndUser(user_id=u) for u in end_users], ignore_conflicts=True, using_db=conn)
             for (model, field, value), spend in sorted(counters.items(), key=lambda c: (c[0][0].__name__, c[0][2])):
                 await model.filter(**{field: value}).using_db(conn).update(spend=F("spend") + spend)
+            for (team, user), spend in sorted(members.items()):  # members only: no row, no change
+                await TeamMembership.filter(team_id=team, user_id=user).using_db(conn).update(spend=F("spend") + spend)
 
     async def _announce(self, batch: list[SpendRow]) -> None:
         """Other workers and instances reload the counters that changed."""

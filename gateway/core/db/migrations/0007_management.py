@@ -5,7 +5,7 @@ from tortoise.migrations import operations as ops
 
 class Migration(migrations.Migration):
     """Management parity (issue 15): organizations and their members, team memberships (in-team spend
-    and budgets), models added at runtime, and a team's organization."""
+    and budgets), models added at runtime, a team's organization, and per-key tag totals."""
 
     dependencies = [("gateway", "0006_budgets")]
 
@@ -79,6 +79,20 @@ class Migration(migrations.Migration):
                 ('updated_by', fields.CharField(null=True, max_length=255)),
             ],
             options={'table': 'proxy_models', 'app': 'gateway', 'pk_attr': 'model_id'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='SpendKeyTagDaily',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('day', fields.DateField()),
+                ('api_key', fields.CharField(max_length=64)),
+                ('tag', fields.CharField(max_length=255)),
+                ('log_count', fields.BigIntField(default=0)),
+                ('total_spend', fields.FloatField(default=0.0)),
+            ],
+            options={'table': 'spend_key_tag_daily', 'app': 'gateway',
+                     'unique_together': (('day', 'api_key', 'tag'),), 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.AddField(model_name="Team", name="organization_id",
