@@ -44,7 +44,7 @@ class PriceTable:
         self.taken = data.get("prices_taken")
         self.prices = {name: Price(**p) for name, p in data["models"].items()}
         self._warned: set[str] = set()
-        self._by_deployment: dict[int, Price | None] = {}
+        self._by_deployment: dict[tuple[Any, ...], Price | None] = {}
 
     def lookup(self, provider: str, model: str) -> Price | None:
         """Exact `provider/model`, then `model` for OpenAI-family providers, then a dated variant
@@ -80,9 +80,14 @@ class PriceTable:
 
     def price_for(self, deployment: Any) -> Price | None:
         """The deployment's price, worked out once per deployment (it is asked on every call)."""
-        key = id(deployment)
+        # Keyed by what decides the price, never by id(): ids of freed deployments are reused (a
+        # config reload, wildcard deployments made and forgotten).
+        key = (deployment.provider, deployment.upstream_model, deployment.input_cost_per_token,
+               deployment.output_cost_per_token, getattr(deployment, "id", None))
         if key in self._by_deployment:
             return self._by_deployment[key]
+        if len(self._by_deployment) > 50_000:  # wildcard routes take any name: stay bounded
+            self._by_deployment.clear()
         price = self._by_deployment[key] = self._price_for(deployment)
         return price
 
@@ -113,7 +118,8 @@ class PriceTable:
             # `prompt_tokens` counts cached reads and cache writes too (LiteLLM's usage): price them apart.
             details = usage.get("prompt_tokens_details")
             cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            read = int(usage.get("cache_read_input_tokens") or cached or 0)
+            # DeepSeek reports its cache hits as `prompt_cache_hit_tokens`.
+            read = int(usage.get("cache_read_input_tokens") or cached or usage.get("prompt_cache_hit_tokens") or 0)
             written = int(usage.get("cache_creation_input_tokens") or 0)
             read, written = min(read, prompt), min(written, max(prompt - read, 0))
             inp = price.input_cost_per_token
