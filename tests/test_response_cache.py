@@ -121,3 +121,15 @@ def test_bad_cache_settings_stop_start_up(gateway_server, fake_upstream, params,
     with pytest.raises(Exception) as err:
         gateway_server(config(fake_upstream, **params))
     assert message in str(err.value)
+
+
+def test_a_during_call_guard_still_judges_a_cache_hit(gateway_server, fake_upstream):
+    cfg = config(fake_upstream)
+    cfg["guardrails"] = [{"guardrail_name": "kw", "litellm_params": {  # the test distribution's guard
+        "guardrail": "probe_guard_a", "mode": "during_call", "seconds": 0, "word": "forbidden"}}]
+    server = gateway_server(cfg)
+    assert ask(server, "a forbidden word").status_code == 200  # not switched on: answered and stored
+    time.sleep(0.1)
+    r = ask(server, "a forbidden word", guardrails=["kw"])  # the same question, the guard on
+    assert r.status_code == 400 and "x-gateway-cache-hit" not in r.headers
+    assert len(fake_upstream.requests) == 1

@@ -150,6 +150,8 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         plan = gw.cache.plan(call_type, ctx.model, upstream_body, ctx.body.get("cache")) if gw.cache else None
         hit = await gw.cache.lookup(plan) if plan is not None else None
         if hit is not None:
+            if dispatcher.runs("during_call", ctx):  # no upstream call to overlap: judged first
+                await dispatcher.run_chain("during_call", ctx)
             reply, raw = _cache_hit(gw, ctx, hit)
         elif dispatcher.runs("during_call", ctx):
             reply, raw = await _call_during_guards(gw, ctx, call_type, upstream_body)
