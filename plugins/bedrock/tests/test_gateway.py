@@ -84,6 +84,17 @@ def test_switched_on_by_the_prefix_alone_and_chat(gw, bedrock):
     assert [d["litellm_params"]["api_base"] for d in info if d["model_name"] == "claude"] == [bedrock.url]
 
 
+def test_parameters_converse_lacks_are_refused_unless_dropped(gw, bedrock):
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="bedrock does not support parameters: logit_bias, seed"):
+        gw.client().chat.completions.create(model="claude", messages=HI, seed=1, logit_bias={"1": 2})
+    assert bedrock.calls("converse") == []
+    gw.client().chat.completions.create(model="claude", messages=HI, seed=1, extra_body={"drop_params": True})
+    (call,) = bedrock.calls("converse")
+    assert "seed" not in str(call.body)
+
+
 def test_stream_with_usage_is_billed(gw, bedrock):
     bedrock.script(Reply(text="Streaming from Bedrock works fine.", input_tokens=40, chunk_size=11))
     stream = gw.client().chat.completions.create(model="claude", messages=HI, stream=True,

@@ -57,6 +57,11 @@ DOCUMENT_FORMATS = {
 NATIVE_FIELDS = ("guardrailConfig", "performanceConfig", "requestMetadata", "promptVariables",
                  "additionalModelResponseFieldPaths", "outputConfig")
 NATIVE_KEYS = frozenset(NATIVE_FIELDS)
+#: The chat request fields translated to Converse (and its own): the gateway refuses others with a
+#: 400 naming them, or drops them with `drop_params`.
+CHAT_PARAMS = frozenset({"max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "tools",
+                         "tool_choice", "response_format", "reasoning_effort", "thinking", "service_tier",
+                         "anthropic_beta", "n", "additionalModelRequestFields", *NATIVE_FIELDS})
 SERVICE_TIERS = frozenset({"default", "flex", "priority", "reserved"})
 #: Region prefixes of cross-region inference profiles (`us.anthropic.claude-...`).
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")

@@ -74,6 +74,8 @@ class BedrockProvider(Provider):
     api_key_env = ("AWS_BEARER_TOKEN_BEDROCK",)
     call_types = frozenset({"acompletion", "aembedding"})
     passthrough = False
+    supported_params = {"acompletion": converse.CHAT_PARAMS,
+                        "aembedding": frozenset({"dimensions", "input_type", "normalize"})}
 
     def __init__(self) -> None:
         self.credentials = aws.CredentialCache()
