@@ -119,6 +119,11 @@ async def load(url: str, n: int) -> str:
             "SELECT (s.start_time AT TIME ZONE 'UTC')::date, t.tag, count(*), sum(s.spend) "
             "FROM spend_logs s, jsonb_array_elements_text(s.request_tags) AS t(tag) GROUP BY 1, 2")
         await conn.execute(
+            "INSERT INTO spend_key_tag_daily (day, api_key, tag, log_count, total_spend) "
+            "SELECT (s.start_time AT TIME ZONE 'UTC')::date, s.api_key, t.tag, count(*), sum(s.spend) "
+            "FROM spend_logs s, jsonb_array_elements_text(s.request_tags) AS t(tag) "
+            "WHERE s.api_key IS NOT NULL GROUP BY 1, 2, 3")
+        await conn.execute(
             'INSERT INTO spend_daily (day, api_key, model, "user", log_count, total_spend) '
             "SELECT (start_time AT TIME ZONE 'UTC')::date, coalesce(api_key, ''), model, coalesce(\"user\", ''), "
             "count(*), sum(spend) FROM spend_logs GROUP BY 1, 2, 3, 4")

@@ -31,6 +31,8 @@ from gateway import (
 from gateway.core.keys import hash_key
 from gateway.core.limits import Claim, LimitReached, Limits, LimitsUnavailable, rates
 from gateway.core.limits.budgets import DEFAULT_MAX_TOKENS, DEFAULT_TTL_S, Estimator, positive_setting, remember
+from gateway.core.management.common import member_ident
+from gateway.core.spend.record import build_row
 from gateway.errors import ServiceUnavailableError
 
 ADMIN_ROLES = ("proxy_admin",)
@@ -66,9 +68,13 @@ def check_budget(record: Any, now: datetime) -> None:
 
 
 def identify(entity: str, record: Any) -> tuple[str, str]:
-    """(id, display name) of a key, team, user or end user record."""
+    """(id, display name) of a key, team, user, end user, organization or team member record."""
     if entity == "key":
         return record.token, record.key_alias or record.key_name
+    if entity == "organization":
+        return record.organization_id, record.organization_alias or record.organization_id
+    if entity == "team_member":
+        return member_ident(record.team_id, record.user_id), f"{record.user_id} in team {record.team_id}"
     ident = record.team_id if entity == "team" else record.user_id
     return ident, ident
 
@@ -85,12 +91,13 @@ async def reset_budgets(directory: Any) -> int:
     """Zero the spend of every key, team, user and end user whose budget period ended.
 
     The conditional update makes it safe when several instances run it at once."""
-    from gateway.core.db.models import EndUser, Key, Team, User
+    from gateway.core.db.models import EndUser, Key, Organization, Team, User
     from gateway.core.management.common import next_reset
 
     now = datetime.now(timezone.utc)
     count = 0
-    for model, kind in ((Key, "key"), (Team, "team"), (User, "user"), (EndUser, "end_user")):
+    for model, kind in ((Key, "key"), (Team, "team"), (User, "user"), (EndUser, "end_user"),
+                        (Organization, "organization")):
         pk = model._meta.pk_attr
         for row in await model.filter(budget_reset_at__lte=now, budget_duration__isnull=False):
             changed = await model.filter(**{pk: getattr(row, pk)}, budget_reset_at=row.budget_reset_at).update(
@@ -153,6 +160,26 @@ class VirtualKeys(Plugin):
         """The call's real tokens count towards its tpm limits (its holds are released by
         `spend_logs`, once the call's cost is on the cached records)."""
         rates.count_tokens(self.gateway.limits, ctx, outcome)
+        self._add_member_spend(ctx, outcome)
+
+    def _add_member_spend(self, ctx: Any, outcome: Any) -> None:
+        """The call's cost on this worker's cached organization and team-member records with a
+        budget, before `spend_logs` releases the call's hold (this hook runs first: priority),
+        as `spend_logs` does for keys, teams, users and end users."""
+        extra = ctx.principal.extra if ctx.principal is not None else None
+        org, member = (extra.get("organization"), extra.get("team_member")) if extra else (None, None)
+        budgeted = [(kind, ident) for kind, record, ident in (
+            ("organization", org, org.organization_id if org is not None else None),
+            ("team_member", member, member_ident(member.team_id, member.user_id) if member is not None else None))
+            if record is not None and record.max_budget is not None]
+        if not budgeted:
+            return
+        spend = build_row(ctx, outcome, self.gateway.prices, None).spend
+        if spend:
+            for kind, ident in budgeted:
+                record = self.gateway.directory.cache.peek(kind, ident)
+                if record is not None:
+                    record.spend = float(record.spend or 0.0) + spend
 
     @hookimpl
     async def auth(self, request: Any, api_key: str, gateway: Any) -> Principal | None:
@@ -172,17 +199,21 @@ class VirtualKeys(Plugin):
         if team is not None and team.blocked:
             raise AuthenticationError(f"Authentication Error, Team={team.team_id} is blocked.")
         user = await directory.user(key.user_id) if key.user_id else None
+        org = await directory.organization(team.organization_id) if team is not None and team.organization_id \
+            else None
+        member = await directory.team_member(key.team_id, key.user_id) if team is not None and key.user_id else None
+        records = (key, team, user, org, member)
         cached = self._principals.get(key.token)
-        if cached is not None and cached[0] is key and cached[1] is team and cached[2] is user:
-            return cached[3]  # the same records as last time: the same Principal (treat it as read-only)
-        principal = self._principal(key, team, user)
+        if cached is not None and all(a is b for a, b in zip(cached[0], records)):
+            return cached[1]  # the same records as last time: the same Principal (treat it as read-only)
+        principal = self._principal(*records)
         if len(self._principals) > 100_000:
             self._principals.clear()
-        self._principals[key.token] = (key, team, user, principal)
+        self._principals[key.token] = (records, principal)
         return principal
 
     @staticmethod
-    def _principal(key: Any, team: Any, user: Any) -> Principal:
+    def _principal(key: Any, team: Any, user: Any, org: Any = None, member: Any = None) -> Principal:
         metadata = key.metadata or {}
         tags = list(dict.fromkeys([*(metadata.get("tags") or []), *(key.tags or [])]))
         role = user.user_role if user is not None else None
@@ -192,13 +223,15 @@ class VirtualKeys(Plugin):
             is_admin=role in ADMIN_ROLES, models=list(key.models or []),
             permissions=dict(key.permissions or {}), metadata=dict(metadata),
             team_metadata=dict(team.metadata or {}) if team else {}, tags=tags,
-            extra={"team_models": list(team.models or []) if team else [], "records": (key, team, user)},
+            extra={"team_models": list(team.models or []) if team else [], "records": (key, team, user),
+                   "org_models": list(org.models or []) if org is not None else [],
+                   "organization": org, "team_member": member},
         )
 
     @hookimpl
     async def pre_request(self, ctx: Any) -> None:
-        """LLM calls only: a blocked end user, then model access (key, then team), then budgets
-        (key, team, user, end user), each refused once its spend reached its budget; then a
+        """LLM calls only: a blocked end user, then model access (key, team, organization), then
+        budgets (key, team, user, team member, organization, end user), each refused once its spend reached its budget; then a
         reservation against every budget and a claim on every rate limit at once. The end user's
         record comes from the directory's cache. No budget or rate limit set: no Redis call."""
         principal = ctx.principal
@@ -214,7 +247,8 @@ class VirtualKeys(Plugin):
         now = datetime.now(timezone.utc)
         if principal.api_key is not None:
             names = self.gateway.router.names
-            for allowed in (principal.models, principal.extra.get("team_models") or []):
+            extra = principal.extra
+            for allowed in (principal.models, extra.get("team_models") or [], extra.get("org_models") or []):
                 if allowed and names.access_groups:
                     allowed = names.expand(allowed)  # a model access group stands for its members
                 if not (model_allowed(allowed, ctx.model)
@@ -231,6 +265,12 @@ class VirtualKeys(Plugin):
                     self._check_budget(ctx, entity, record, now)
                     budgets.append((entity, record))
                 limited.append((entity, identify(entity, record)[0], record))
+            # In-team budget (`max_budget_in_team`), then the budget of the team's organization.
+            for entity in ("team_member", "organization"):
+                record = extra.get(entity)
+                if record is not None and record.max_budget is not None:
+                    self._check_budget(ctx, entity, record, now)
+                    budgets.append((entity, record))
         if end_user is not None:
             if end_user.max_budget is not None:
                 self._check_budget(ctx, "end_user", end_user, now)

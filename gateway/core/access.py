@@ -136,6 +136,9 @@ class AccessPolicy:
         self.llm = RouteSet(LLM_ROUTES)
         self.info = RouteSet(GROUPS["info_routes"])
         self.spend = RouteSet(GROUPS["spend_tracking_routes"])
+        # Management routes whose handlers decide who may call them (a team admin adds its team's models).
+        self.self_checked = RouteSet(["/model/new", "/model/update", "/model/delete",
+                                      "/key/generate", "/key/list", "/key/delete"])
 
     def is_public(self, path: str) -> bool:
         return self.public.matches(path)
@@ -150,6 +153,7 @@ class AccessPolicy:
             return
         if self.admin_only.matches(path):
             raise PermissionDeniedError(f"user not allowed to access this route. Route={path} is an admin only route")
-        if self.llm.matches(path) or self.info.matches(path) or self.spend.matches(path):
+        if (self.llm.matches(path) or self.info.matches(path) or self.spend.matches(path)
+                or self.self_checked.matches(path)):
             return
         raise PermissionDeniedError(f"Only proxy admin can access this route. Route={path}")

@@ -34,7 +34,7 @@ from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
 from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
-from gateway.core.management import audit, budgets, end_users, keys, teams, users
+from gateway.core.management import audit, budgets, end_users, keys, organizations, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
 from gateway.core.routes import docs, guardrails, health, info, llm, model_hub, model_info
 from gateway.core.settings import Settings, load_settings
@@ -156,6 +156,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(info.bp)
     app.register_blueprint(model_hub.bp)
     app.register_blueprint(model_info.bp)
+    app.register_blueprint(model_info.models_bp)  # /model/new|update|delete (management/models.py)
     app.register_blueprint(guardrails.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(spend_routes.bp)
@@ -163,6 +164,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(users.bp)
     app.register_blueprint(end_users.bp)
     app.register_blueprint(budgets.bp)
+    app.register_blueprint(organizations.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(dead_letters.bp)
     for blueprints in host.pm.hook.routes(gateway=gw):

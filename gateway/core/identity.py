@@ -27,7 +27,7 @@ from gateway.core.redis_guard import RedisGuard, RedisUnavailable
 log = logging.getLogger("gateway.identity")
 
 CHANNEL = "gateway:invalidate"
-KINDS = ("key", "team", "user", "end_user")
+KINDS = ("key", "team", "user", "end_user", "organization", "team_member")
 MAX_BATCH = 500  # invalidations per Redis round trip
 MAX_QUEUED = 10_000  # invalidations waiting for Redis before they collapse into one "drop everything"
 MAX_EVICTIONS = 100  # end users evicted one by one after a budget change; more: drop every cached record
@@ -322,6 +322,40 @@ class Directory:
 
         return await self.cache.get("user", user_id, lambda: self._load(User.get_or_none(user_id=user_id)))
 
+    async def organization(self, organization_id: str) -> Any:
+        """The organization's row, with its linked budget's limits where it sets none of its own
+        (`max_budget`, `tpm_limit`, `rpm_limit`, and the budget's period); on a cache miss only."""
+        return await self.cache.get("organization", organization_id,
+                                    lambda: self._load(self._load_organization(organization_id)))
+
+    async def _load_organization(self, organization_id: str) -> Any:
+        from gateway.core.db.models import Budget, Organization
+
+        org = await Organization.get_or_none(organization_id=organization_id)
+        budget = await Budget.get_or_none(budget_id=org.budget_id) if org is not None and org.budget_id else None
+        if budget is not None:
+            for name in ("max_budget", "tpm_limit", "rpm_limit"):
+                if getattr(org, name) is None:
+                    setattr(org, name, getattr(budget, name))  # this cached copy only; never saved
+            if org.budget_duration is None and budget.budget_duration is not None:
+                org.budget_duration, org.budget_reset_at = budget.budget_duration, budget.budget_reset_at
+        return org
+
+    async def team_member(self, team_id: str, user_id: str) -> "TeamMemberRecord":
+        """A user's membership of a team: in-team spend and budget (`max_budget_in_team`). A user
+        with no membership row gets an empty record, cached like any other (no budget)."""
+        from gateway.core.management.common import member_ident
+
+        return await self.cache.get("team_member", member_ident(team_id, user_id),
+                                    lambda: self._load(self._load_team_member(team_id, user_id)))
+
+    async def _load_team_member(self, team_id: str, user_id: str) -> "TeamMemberRecord":
+        from gateway.core.db.models import Budget, TeamMembership
+
+        row = await TeamMembership.get_or_none(team_id=team_id, user_id=user_id)
+        budget = await Budget.get_or_none(budget_id=row.budget_id) if row is not None and row.budget_id else None
+        return TeamMemberRecord(team_id, user_id, row, budget)
+
     async def end_user(self, user_id: str) -> "EndUserRecord | None":
         """The end user with its linked budget applied (see `EndUserRecord`)."""
         return await self.cache.get("end_user", user_id, lambda: self._load(self._load_end_user(user_id)))
@@ -364,6 +398,22 @@ class Directory:
         await linked.update(spend=0.0, soft_budget_alerted_at=None)
         await self.end_users_changed(ids, wait=False)
         log.info("budget %s: period ended, spend of %d end user(s) reset to 0", budget.budget_id, len(ids))
+        await self._budget_period_of_members(budget)
+
+    async def _budget_period_of_members(self, budget: Any) -> None:
+        """Organizations (without a period of their own) and team members linked to the budget
+        start its new period at 0 spend too."""
+        from gateway.core.db.models import Organization, TeamMembership
+        from gateway.core.management.common import member_ident
+
+        orgs = Organization.filter(budget_id=budget.budget_id, budget_duration__isnull=True)
+        for org_id in await orgs.values_list("organization_id", flat=True):
+            await Organization.filter(organization_id=org_id).update(spend=0.0)
+            await self.changed("organization", org_id, wait=False)
+        for team_id, user_id in await TeamMembership.filter(budget_id=budget.budget_id).values_list(
+                "team_id", "user_id"):
+            await TeamMembership.filter(team_id=team_id, user_id=user_id).update(spend=0.0)
+            await self.changed("team_member", member_ident(team_id, user_id), wait=False)
 
     async def _soft_budget_alert(self, record: "EndUserRecord", alerted_at: datetime | None, now: datetime) -> None:
         """A `soft_budget_crossed` alert once the end user's spend in the period reached the soft budget."""
@@ -434,3 +484,16 @@ class EndUserRecord:
         if row.budget_duration is None and budget.budget_duration is not None:
             self.budget_duration = budget.budget_duration
             self.budget_reset_at = budget.budget_reset_at
+
+
+class TeamMemberRecord:
+    """A user in a team as the request path sees it: in-team `spend` (the spend writer adds to the
+    row) and the linked budget's `max_budget` and period; no row: no budget."""
+
+    def __init__(self, team_id: str, user_id: str, row: Any, budget: Any) -> None:
+        self.team_id, self.user_id = team_id, user_id
+        self.spend: float = row.spend if row is not None else 0.0
+        self.budget_id = budget.budget_id if budget is not None else None
+        self.max_budget = budget.max_budget if budget is not None else None
+        self.budget_duration = budget.budget_duration if budget is not None else None
+        self.budget_reset_at = budget.budget_reset_at if budget is not None else None

@@ -25,8 +25,9 @@ from gateway.context import AlertEvent
 from gateway.core.logsafe import capped_body
 from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
+from gateway.core.settings import ModelEntry
 from gateway.core.routing.fallbacks import ConfigFallbackError, Fallbacks
-from gateway.core.routing.names import ConfigNameError, ModelNames
+from gateway.core.routing.names import ConfigNameError, ModelNames, invalid_model
 from gateway.core.routing.strategies import WINDOW_S, NoDeploymentAvailable, Strategy
 from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 
@@ -97,6 +98,16 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         #: The gateway (set by it): its `limits` count deployment rpm/tpm.
         self.gateway: Any = None
+        #: Models added at runtime: where they are read from (`model_store.Store`, set when
+        #: `store_model_in_db` is on), the reloads under way, and the ids of the config's models.
+        self.stored: Any = None
+        self.pending: set[asyncio.Task[None]] = set()
+        self.config_ids: set[str] = set()
+        self.team_names: dict[tuple[str, str], str] = {}
+        self._stored_seen: dict[str, Any] = {}
+        self._reload_lock: asyncio.Lock | None = None
+        self._build: tuple[float, float, Any, bool] = (600.0, DEFAULT_STREAM_TOTAL_TIMEOUT, None, False)
+        self._aliases: Any = None
 
     def load(self, providers: Any) -> None:
         """Resolve `model_list` with the providers the plugins offer, then the routing settings
@@ -105,18 +116,19 @@ class Router:
         default_timeout = file.router_settings.timeout or file.litellm_settings.get("request_timeout") or 600.0
         stream_total = file.router_settings.stream_total_timeout or DEFAULT_STREAM_TOTAL_TIMEOUT
         drop = file.litellm_settings.get("drop_params") is True
+        self._build = (float(default_timeout), stream_total, providers, drop)
         groups: dict[str, list[Deployment]] = {}
         for i, entry in enumerate(file.model_list):
             dep = resolve(i, entry, float(default_timeout), stream_total, providers, drop)
             groups.setdefault(dep.model_name, []).append(dep)
-        self.groups = groups
-        self._by_fingerprint = {fingerprint(d): d for deps in groups.values() for d in deps}
+        self.config_ids = {d.id for deps in groups.values() for d in deps}
         router_extra = file.router_settings.model_extra or {}
         try:
             aliases = router_extra.get("model_group_alias", file.litellm_settings.get("model_group_alias"))
             if aliases is not None and not isinstance(aliases, dict):
                 raise ConfigNameError("router_settings.model_group_alias: must be a mapping of alias: model group")
-            self.names = ModelNames(groups, aliases)
+            self._aliases = aliases
+            self._install(groups)
             self.fallbacks = Fallbacks(router_extra, file.litellm_settings, lambda n: self.names.find(n) is not None)
             self.strategy = Strategy(file.router_settings.routing_strategy, router_extra, lambda d: self.price_of(d))
         except (ConfigNameError, ConfigFallbackError, ValueError) as exc:
@@ -125,9 +137,115 @@ class Router:
     def model_names(self) -> list[str]:
         return self.names.listed(self.known_models)
 
+    def resolve(self, model: str, principal: Any = None) -> tuple[str, list[Deployment]]:
+        """(group, deployments) for a requested name, as `ModelNames.resolve`, with team models
+        (added by a team admin, `model_info.team_id`) called by their public name by that team's
+        keys and by no other team's: to anyone else a team's model does not exist (400)."""
+        team_id = getattr(principal, "team_id", None)
+        if team_id and self.team_names:
+            model = self.team_names.get((team_id, model), model)
+        name, group = self.names.resolve(model, principal)
+        owner = group[0].model_info.get("team_id") if group else None
+        if owner and principal is not None and not principal.is_admin and team_id != owner:
+            raise invalid_model(model)
+        return name, group
+
     def group(self, model: str, principal: Any = None) -> list[Deployment]:
         """The deployments a requested name reaches (aliases and wildcards followed); 400 if none."""
-        return self.names.resolve(model, principal)[1]
+        return self.resolve(model, principal)[1]
+
+    # -- models added at runtime -------------------------------------------------------------------
+    def build(self, model_name: str, params: dict[str, Any], info: dict[str, Any]) -> Deployment:
+        """A deployment from a `/model/new` body or a stored row; DeploymentError naming the key
+        (`litellm_params.api_base: ...`) when it cannot be served."""
+        from pydantic import ValidationError
+
+        try:
+            entry = ModelEntry.model_validate({"model_name": model_name, "litellm_params": params, "model_info": info})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise DeploymentError(f"{where}: {first['msg']}") from None
+        timeout, stream_total, providers, drop = self._build
+        try:
+            return resolve(0, entry, timeout, stream_total, providers, drop)
+        except DeploymentError as exc:
+            raise DeploymentError(str(exc).replace("model_list.0.", "", 1)) from None
+
+    def _install(self, groups: dict[str, list[Deployment]]) -> None:
+        """Serve these groups from now on (requests under way keep the lists they hold)."""
+        names = ModelNames(groups, self._aliases)
+        self.team_names = {(d.model_info["team_id"], d.model_info["team_public_model_name"]): name
+                           for name, deps in groups.items() for d in deps
+                           if d.model_info.get("team_id") and d.model_info.get("team_public_model_name")}
+        self.groups, self.names = groups, names
+        self._by_fingerprint = {fingerprint(d): d for deps in groups.values() for d in deps}
+
+    def _replaced(self, changes: dict[str, Deployment | None]) -> None:
+        """Add, replace (in place, same id) or remove (None) runtime deployments by id."""
+        groups: dict[str, list[Deployment]] = {}
+        for name, deps in self.groups.items():
+            for d in deps:
+                if d.id in changes and d.id not in self.config_ids:
+                    new = changes[d.id]
+                    if new is not None and new.model_name == name:
+                        groups.setdefault(name, []).append(new)
+                        changes = {k: v for k, v in changes.items() if k != d.id}
+                    continue
+                groups.setdefault(name, []).append(d)
+        for dep in changes.values():
+            if dep is not None and dep.id not in self.config_ids:
+                groups.setdefault(dep.model_name, []).append(dep)
+        self._install(groups)
+
+    def stored_changed(self, model_id: str) -> None:
+        """A stored model changed here or elsewhere (the `model` invalidation): re-read it off the
+        request path. A request that finds the reload under way waits for it (`settle`)."""
+        if self.stored is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._reload([model_id]))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for the reloads under way (none in steady state)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
+
+    async def _reload(self, model_ids: list[str] | None) -> None:
+        """Re-read these stored models (None: all of them) and serve what the database holds now.
+        One reload at a time, so that the last read wins."""
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            try:
+                rows = await (self.stored.read_all() if model_ids is None else self.stored.read_many(model_ids))
+            except Exception as exc:
+                log.error("stored models: could not read %s (%s: %s)", "all" if model_ids is None else model_ids,
+                          type(exc).__name__, exc)
+                return
+            changes: dict[str, Deployment | None] = {}
+            gone = set(self._stored_seen) if model_ids is None else set(model_ids)
+            for row in rows:
+                gone.discard(row.model_id)
+                if model_ids is None and self._stored_seen.get(row.model_id) == row.version:
+                    continue
+                try:
+                    changes[row.model_id] = self.build(row.model_name, row.params, row.deployment_info())
+                except DeploymentError as exc:
+                    log.error("stored model %s cannot be served: %s", row.model_id, exc)
+                    continue
+                self._stored_seen[row.model_id] = row.version
+            for model_id in gone:
+                changes[model_id] = None
+                self._stored_seen.pop(model_id, None)
+            if changes:
+                self._replaced(changes)
+                log.info("stored models: %d added, changed or removed", len(changes))
+
+    async def load_stored(self) -> None:
+        """At start-up, and now and then after (a missed invalidation is made good): every stored model."""
+        await self._reload(None)
 
     def pick(self, group: list[Deployment], exclude: set[str]) -> Deployment:
         now = time.monotonic()
@@ -206,7 +324,7 @@ class Router:
         (the error the client's own model gave), or a fallback's when every group failed.
         """
         requested = body.pop("fallbacks", None) if "fallbacks" in body else None
-        name, group = self.names.resolve(ctx.model, ctx.principal)
+        name, group = self.resolve(ctx.model, ctx.principal)
         tried: set[str] = set()
         try:
             return await self._call_group(ctx, name, group, call_type, body, stream, tried)

@@ -270,6 +270,7 @@ class SpendKeyTagDaily(Model):
     class Meta:
         table = "spend_key_tag_daily"
         unique_together = (("day", "api_key", "tag"),)
+        indexes = (Index(fields=("api_key", "day")),)  # a key's own totals, over a date range
 
 
 class SpendDaily(Model):

@@ -23,7 +23,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from gateway.context import AuditEvent
-from gateway.core.db.models import Budget, EndUser, Key
+from gateway.core.db.models import Budget, EndUser, Key, Organization, TeamMembership
 from gateway.core.management.common import (
     TABLE,
     caller_id,
@@ -62,7 +62,7 @@ class BudgetLimits(BaseModel):
 
     max_budget: float | None = Field(None, ge=0, description="USD; calls are refused once spend reaches it")
     soft_budget: float | None = Field(None, ge=0, description="USD; an alert once spend reaches it")
-    max_parallel_requests: int | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=0, le=2**31 - 1)  # an INTEGER column
     tpm_limit: int | None = Field(None, ge=0)
     rpm_limit: int | None = Field(None, ge=0)
     model_max_budget: dict[str, ModelBudget] | None = Field(
@@ -134,6 +134,16 @@ async def linked(budget_id: str | None, param: str = "budget_id") -> Budget | No
         raise BadRequestError(f"Budget not found, passed budget_id={budget_id}. Create it with /budget/new first.",
                               param=param)
     return b
+
+
+async def _evict_linked(directory: Any, budget_id: str) -> None:
+    """Organizations and team memberships under a budget see its change at once, everywhere."""
+    from gateway.core.management.common import member_ident
+
+    for org_id in await Organization.filter(budget_id=budget_id).values_list("organization_id", flat=True):
+        await directory.changed("organization", org_id)
+    for team_id, user_id in await TeamMembership.filter(budget_id=budget_id).values_list("team_id", "user_id"):
+        await directory.changed("team_member", member_ident(team_id, user_id))
 
 
 def checked_limits(body: BudgetLimits, sent: set[str]) -> dict[str, Any]:
@@ -214,6 +224,7 @@ async def update() -> Any:
     await directory.end_users_changed(ids)
     for token in await Key.filter(budget_id=b.budget_id).values_list("token", flat=True):
         await directory.changed("key", token)
+    await _evict_linked(directory, b.budget_id)
     return after
 
 
@@ -259,12 +270,15 @@ async def delete() -> Any:
     info = budget_info(b)
     end_users = await EndUser.filter(budget_id=b.budget_id).order_by("user_id")
     keys = await Key.filter(budget_id=b.budget_id).order_by("token")
+    directory = current_app.gateway.directory
+    await _evict_linked(directory, b.budget_id)  # read before they are unlinked
     async with in_transaction():
         await EndUser.filter(budget_id=b.budget_id).update(budget_id=None)
         await Key.filter(budget_id=b.budget_id).update(budget_id=None)
+        await Organization.filter(budget_id=b.budget_id).update(budget_id=None)
+        await TeamMembership.filter(budget_id=b.budget_id).update(budget_id=None)
         await Budget.filter(budget_id=b.budget_id).delete()
     _audit("deleted", b.budget_id, info, None)
-    directory = current_app.gateway.directory
     await directory.end_users_changed([e.user_id for e in end_users])
     for e in end_users:
         await _audit_unlink("end_user", e.user_id, b.budget_id)

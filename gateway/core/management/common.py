@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -26,7 +27,11 @@ MAX_DEPTH = 32  # nesting in metadata-like objects (storable.MAX_DEPTH; orjson s
 
 # Audit table names are the LiteLLM proxy's, so that existing audit readers keep working.
 TABLE = {"key": "LiteLLM_VerificationToken", "team": "LiteLLM_TeamTable", "user": "LiteLLM_UserTable",
-         "end_user": "LiteLLM_EndUserTable", "budget": "LiteLLM_BudgetTable"}
+         "end_user": "LiteLLM_EndUserTable", "budget": "LiteLLM_BudgetTable",
+         "organization": "LiteLLM_OrganizationTable", "organization_member": "LiteLLM_OrganizationMembership",
+         "team_member": "LiteLLM_TeamMembership", "model": "LiteLLM_ProxyModelTable"}
+# Kinds whose records the identity directory caches (the others have nothing to evict).
+CACHED = ("key", "team", "user", "end_user", "organization", "team_member")
 
 
 def parse_duration(value: str, field: str) -> timedelta:
@@ -140,7 +145,8 @@ async def record_change(kind: str, action: str, object_id: str, before: dict[str
                         after: dict[str, Any] | None) -> None:
     """After a write: evict the record everywhere, then emit the audit event (off the call's path)."""
     gw = current_app.gateway
-    await gw.directory.changed(kind, object_id)
+    if kind in CACHED:
+        await gw.directory.changed(kind, object_id)
     gw.audit(AuditEvent(action=action, table_name=TABLE[kind], object_id=object_id, changed_by=caller_id(),
                         changed_by_api_key=caller_key_hash(), before_value=before, updated_values=after))
 
@@ -212,3 +218,83 @@ def with_metadata_field(metadata: dict[str, Any] | None, name: str, value: Any) 
     else:
         out[name] = value
     return out
+
+
+# -- members given by e-mail, and the membership rows of teams --------------------------------------
+
+
+async def user_for_member(user_id: str | None, user_email: str | None, field: str) -> tuple[str, bool]:
+    """The user id of a member given by `user_id` or `user_email`: a user with that e-mail is looked
+    up, and created as an `internal_user` when there is none (LiteLLM's rule). (id, created)."""
+    from gateway.core.db.models import User
+
+    if user_id is not None:
+        return user_id, False
+    if user_email is None:
+        raise BadRequestError("Either user_id or user_email must be given", param=field)
+    found = await User.filter(user_email=user_email).order_by("created_at").limit(2)
+    if len(found) > 1:
+        raise BadRequestError("Multiple users with this email found in db. Please use 'user_id' instead.",
+                              param=field)
+    if found:
+        return found[0].user_id, False
+    u = await User.create(user_id=str(uuid.uuid4()), user_email=user_email, user_role="internal_user")
+    await record_change("user", "created", u.user_id, None,
+                        {"user_id": u.user_id, "user_email": user_email, "user_role": "internal_user"})
+    return u.user_id, True
+
+
+def member_ident(team_id: str, user_id: str) -> str:
+    """One string for a (team, user) pair that no other pair gives (ids may hold any character)."""
+    return orjson.dumps([team_id, user_id]).decode()
+
+
+async def sync_team_memberships(team_id: str, before: set[str], after: set[str]) -> None:
+    """Membership rows (in-team spend and budget) for the users who joined; gone for those who left."""
+    from gateway.core.db.models import TeamMembership
+
+    joined, left = sorted(after - before), sorted(before - after)
+    if joined:
+        await TeamMembership.bulk_create([TeamMembership(team_id=team_id, user_id=u) for u in joined],
+                                         ignore_conflicts=True)
+    if left:
+        await TeamMembership.filter(team_id=team_id, user_id__in=left).delete()
+    directory = current_app.gateway.directory
+    for user_id in (*joined, *left):
+        await directory.changed("team_member", member_ident(team_id, user_id))
+
+
+async def budget_tables(budget_ids: Any) -> dict[str, dict[str, Any]]:
+    """`litellm_budget_table` of each budget id (the budget as /budget/info shows it)."""
+    from gateway.core.db.models import Budget
+    from gateway.core.management.budgets import budget_info
+
+    ids = sorted({b for b in budget_ids if b})
+    return {b.budget_id: budget_info(b) for b in await Budget.filter(budget_id__in=ids)} if ids else {}
+
+
+async def team_memberships(**where: Any) -> list[dict[str, Any]]:
+    """Team membership rows in LiteLLM's shape (`LiteLLM_TeamMembership`), with their budget."""
+    from gateway.core.db.models import TeamMembership
+
+    rows = await TeamMembership.filter(**where).order_by("team_id", "user_id")
+    budgets = await budget_tables(r.budget_id for r in rows)
+    return [{"user_id": r.user_id, "team_id": r.team_id, "budget_id": r.budget_id, "spend": r.spend,
+             "litellm_budget_table": budgets.get(r.budget_id or "")} for r in rows]
+
+
+async def own_budget(budget_id: str | None, max_budget: float) -> tuple[Any, bool]:
+    """A member's budget of its own (in a team or an organization): created, or its max_budget
+    changed, with its audit row. (the budget, whether it was created)."""
+    from gateway.core.db.models import Budget
+    from gateway.core.management import budgets
+
+    budget = await Budget.get_or_none(budget_id=budget_id) if budget_id else None
+    if budget is None:
+        return await budgets.create({"max_budget": max_budget}), True
+    if budget.max_budget != max_budget:
+        before = budgets.budget_info(budget)
+        budget.max_budget = max_budget
+        await budget.save(update_fields=["max_budget", "updated_at"])
+        await record_change("budget", "updated", budget.budget_id, before, {"max_budget": max_budget})
+    return budget, False

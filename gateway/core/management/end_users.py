@@ -61,7 +61,7 @@ class EndUserFields(BaseModel):
     soft_budget: float | None = Field(None, ge=0)
     rpm_limit: int | None = Field(None, ge=0)
     tpm_limit: int | None = Field(None, ge=0)
-    max_parallel_requests: int | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=0, le=2**31 - 1)  # an INTEGER column
     model_max_budget: dict[str, budgets.ModelBudget] | None = None
 
 

@@ -53,7 +53,7 @@ class KeyFields(BaseModel):
     permissions: dict[str, Any] | None = None
     tpm_limit: int | None = Field(None, ge=0)
     rpm_limit: int | None = Field(None, ge=0)
-    max_parallel_requests: int | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=0, le=2**31 - 1)  # an INTEGER column
     tags: list[str] | None = None
     blocked: bool | None = None
     guardrails: list[str] | None = Field(None, description="Guardrails switched on for this key's requests "
@@ -112,9 +112,10 @@ class KeyInfo(BaseModel):
 
 
 class NewKey(KeyInfo):
-    """The key's record plus the raw key, shown this once."""
+    """The key's record plus the raw key, shown this once; `token_id` is the hash again (LiteLLM's name)."""
 
     key: str
+    token_id: str | None = None
     duration: str | None = None
 
 
@@ -187,13 +188,61 @@ async def _alias_free(alias: str | None, token: str | None = None) -> None:
         raise BadRequestError(f"Key with alias '{alias}' already exists.", param="key_alias")
 
 
+# Self-service: what a key of a user may do with that user's keys, by the user's role (LiteLLM's
+# roles: an internal_user creates, lists and deletes their own keys; a viewer lists them;
+# a proxy_admin_viewer lists every key). A key with no user may do none of it.
+SELF_SERVICE = {"generate": ("internal_user",), "delete": ("internal_user",),
+                "list": ("internal_user", "internal_user_viewer", "proxy_admin_viewer")}
+ADMIN_FIELDS = ("permissions", "guardrails")  # fields that loosen policy: the proxy admin's to set
+
+
+def self_service(action: str) -> str | None:
+    """None for an admin; else the calling user's id when their role allows `action`; else a 403."""
+    principal = g.principal
+    if principal.is_admin:
+        return None
+    if not principal.user_id or principal.user_role not in SELF_SERVICE[action]:
+        raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
+    return principal.user_id
+
+
+async def _check_own_key(body: GenerateBody, sent: set[str], me: str) -> None:
+    """An internal user's key request: for themselves, in a team they belong to, within their own
+    models, without the fields that loosen policy (LiteLLM's rules, as 403s)."""
+    from gateway.core.db.models import Team, User
+    from gateway.core.management.teams import member_ids
+
+    if body.user_id is not None and body.user_id != me:
+        raise PermissionDeniedError(f"User can only create keys for themselves. Got user_id={body.user_id}, "
+                                    f"Your ID={me}", param="user_id")
+    body.user_id = me
+    for field in ADMIN_FIELDS:
+        if field in sent or (field == "guardrails" and "guardrails" in (body.metadata or {})):
+            raise PermissionDeniedError(f"Only proxy admin can set {field}", param=field)
+    if body.team_id is not None:
+        team = await Team.get_or_none(team_id=body.team_id)
+        if team is None or me not in member_ids(team):
+            raise PermissionDeniedError(f"User={me} not assigned to team={body.team_id}", param="team_id")
+    user = await User.get_or_none(user_id=me)
+    allowed = list(user.models or []) if user is not None else []
+    if allowed:
+        if not body.models:
+            body.models = allowed
+        for m in body.models:
+            if m not in allowed:
+                raise PermissionDeniedError(f"Model={m} not in the user's allowed models={allowed}", param="models")
+
+
 @bp.post("/key/generate")
 @document_request(GenerateBody)
 @document_response(NewKey)
 async def generate() -> Any:
-    """Create a virtual key (admin). The raw key is in the reply once, and never again."""
-    require_admin()
-    body, _ = await read_body(GenerateBody)
+    """Create a virtual key (admin; an internal user for themselves). The raw key is in the reply
+    once, and never again."""
+    me = self_service("generate")
+    body, sent = await read_body(GenerateBody)
+    if me is not None:
+        await _check_own_key(body, sent, me)
     _check_meta(body)
     if body.key is not None and (not body.key.startswith("sk-") or len(body.key) < 12):
         raise BadRequestError("key must start with sk- and be at least 12 characters long", param="key")
@@ -213,7 +262,7 @@ async def generate() -> Any:
         raise BadRequestError("A key with this value already exists.", param="key") from None
     info = key_info(k)
     await record_change("key", "created", k.token, None, info)
-    return {**info, "key": raw, "duration": body.duration}
+    return {**info, "key": raw, "token_id": k.token, "duration": body.duration}
 
 
 @bp.post("/key/update")
@@ -286,8 +335,8 @@ async def unblock() -> Any:
 @document_request(DeleteBody)
 @document_response(DeletedKeys)
 async def delete() -> Any:
-    """Delete keys by raw key, hash or alias (admin)."""
-    require_admin()
+    """Delete keys by raw key, hash or alias (admin; an internal user their own keys only)."""
+    me = self_service("delete")
     body, _ = await read_body(DeleteBody)
     refs = list(body.keys or [])
     found: list[Key] = []
@@ -301,6 +350,8 @@ async def delete() -> Any:
         refs.append(alias)
     if not found:
         raise BadRequestError("Pass keys (raw keys or their hashes) or key_aliases to delete", param="keys")
+    if me is not None and any(k.user_id != me for k in found):  # nothing is deleted then
+        raise PermissionDeniedError("You can only delete your own keys", param="keys")
     for k in found:
         before = key_info(k)
         await k.delete()
@@ -346,9 +397,10 @@ async def info() -> Any:
         ref = token
     else:
         token = token_of(ref)
-    if not principal.is_admin and token != principal.api_key:
+    k = await find(ref)  # an unknown key is a 404 whoever asks
+    if not principal.is_admin and token != principal.api_key and not (principal.user_id and
+                                                                     k.user_id == principal.user_id):
         raise PermissionDeniedError("You can only view information about your own key")
-    k = await find(ref)
     return {"key": ref, "info": key_info(k)}
 
 
@@ -356,11 +408,16 @@ async def info() -> Any:
 @document_querystring(KeyListQuery)
 @document_response(KeyList)
 async def list_keys() -> Any:
-    """Keys, oldest first, paginated (admin): hashes, or whole records with return_full_object."""
-    require_admin()
+    """Keys, oldest first, paginated (admin): hashes, or whole records with return_full_object.
+    An internal user sees their own keys only."""
+    me = self_service("list")
     args = request.args
     page, size = page_args("size", 100)
     query = Key.all()
+    if me is not None and g.principal.user_role != "proxy_admin_viewer":
+        if args.get("user_id") and args["user_id"] != me:
+            raise PermissionDeniedError("You can only list your own keys", param="user_id")
+        query = query.filter(user_id=me)
     for f in ("user_id", "team_id", "key_alias"):
         if args.get(f):
             query = query.filter(**{f: args[f]})

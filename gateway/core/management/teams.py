@@ -1,5 +1,7 @@
 """`/team/*`: teams. A team groups keys under shared models, limits and a budget; blocking a team
-refuses every key in it at once. Deleting a team deletes its keys."""
+refuses every key in it at once. Deleting a team deletes its keys. A team may sit in an
+organization (whose models and budget bound it). Each member has a membership row holding their
+in-team spend and, with `max_budget_in_team`, a budget of their own inside the team."""
 
 from __future__ import annotations
 
@@ -12,9 +14,14 @@ from quart_schema import document_querystring, document_request, document_respon
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from gateway.core.db.models import Key, Team, User
+from gateway.core.db.models import Budget, Key, Team, TeamMembership, User
 from gateway.core.management.common import (
     check_guardrail_metadata,
+    member_ident,
+    own_budget,
+    sync_team_memberships,
+    team_memberships,
+    user_for_member,
     with_guardrails,
     with_metadata_field,
     check_query,
@@ -34,7 +41,7 @@ bp.before_request(check_query)
 tag_blueprint(bp, ["Teams"])
 
 EDITABLE = ("team_alias", "admins", "members", "members_with_roles", "metadata", "tpm_limit", "rpm_limit",
-            "max_budget", "budget_duration", "models", "blocked", "spend")
+            "max_budget", "budget_duration", "models", "blocked", "spend", "organization_id")
 # What the audit row of /team/new shows, in this order (the seed's sample): the team as created,
 # without unset values, an empty metadata or the zero spend.
 CREATED_VALUES = ("team_id", "team_alias", "admins", "members", "members_with_roles", "metadata", "tpm_limit",
@@ -48,8 +55,8 @@ class Member(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["admin", "user"] = "user"
-    user_id: str = Field(min_length=1)
-    user_email: str | None = None
+    user_id: str | None = Field(None, min_length=1, description="The user; or give user_email")
+    user_email: str | None = Field(None, description="Looked up; a user is created (internal_user) if none has it")
 
     def as_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {"role": self.role, "user_id": self.user_id}
@@ -76,6 +83,7 @@ class TeamFields(BaseModel):
                                          "(kept in metadata.guardrails)")
     model_aliases: dict[str, str] | None = Field(None, description="Model names the team's keys may use for model "
                                                  "groups (kept in metadata.model_aliases)")
+    organization_id: str | None = Field(None, description="The organization the team belongs to (/organization/new)")
 
 
 class NewBody(TeamFields):
@@ -98,11 +106,36 @@ class DeleteBody(BaseModel):
 class MemberAddBody(BaseModel):
     team_id: str = Field(min_length=1)
     member: Member | list[Member]
+    max_budget_in_team: float | None = Field(None, ge=0, description="Each new member's budget inside the team")
 
 
-class MemberDeleteBody(BaseModel):
+class MemberRef(BaseModel):
     team_id: str = Field(min_length=1)
-    user_id: str = Field(min_length=1)
+    user_id: str | None = Field(None, min_length=1)
+    user_email: str | None = None
+
+
+class MemberUpdateBody(MemberRef):
+    role: Literal["admin", "user"] | None = None
+    max_budget_in_team: float | None = Field(None, ge=0, description="The member's budget inside the team (USD)")
+
+
+class TeamMembershipInfo(BaseModel):
+    """LiteLLM's `LiteLLM_TeamMembership`: a member's spend inside the team and their budget."""
+
+    user_id: str
+    team_id: str
+    budget_id: str | None
+    spend: float
+    litellm_budget_table: dict[str, Any] | None
+
+
+class MemberUpdated(BaseModel):
+    team_id: str
+    user_id: str
+    user_email: str | None
+    role: str | None
+    max_budget_in_team: float | None
 
 
 class TeamInfo(BaseModel):
@@ -121,8 +154,23 @@ class TeamInfo(BaseModel):
     blocked: bool
     spend: float
     model_aliases: dict[str, str] | None = None
+    organization_id: str | None = None
     created_at: str | None
     updated_at: str | None
+
+
+class TeamUpdated(BaseModel):
+    """LiteLLM's answer to /team/update."""
+
+    team_id: str
+    data: TeamInfo
+
+
+class MembersAdded(TeamInfo):
+    """The team, and (LiteLLM's fields) the users and membership rows the call touched."""
+
+    updated_users: list[dict[str, Any]]
+    updated_team_memberships: list[TeamMembershipInfo]
 
 
 class TeamList(RootModel[list[TeamInfo]]):
@@ -133,6 +181,7 @@ class TeamInfoReply(BaseModel):
     team_id: str
     team_info: TeamInfo
     keys: list[KeyInfo]
+    team_memberships: list[TeamMembershipInfo]
 
 
 class TeamInfoQuery(BaseModel):
@@ -154,7 +203,8 @@ def team_info(t: Team) -> dict[str, Any]:
         "members_with_roles": t.members_with_roles, "metadata": t.metadata, "tpm_limit": t.tpm_limit,
         "rpm_limit": t.rpm_limit, "max_budget": t.max_budget, "budget_duration": t.budget_duration,
         "budget_reset_at": iso(t.budget_reset_at), "models": t.models, "blocked": t.blocked, "spend": t.spend,
-        "model_aliases": (t.metadata or {}).get("model_aliases"), "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+        "model_aliases": (t.metadata or {}).get("model_aliases"), "organization_id": t.organization_id,
+        "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
     }
 
 
@@ -170,11 +220,31 @@ async def find(team_id: str) -> Team:
     return t
 
 
+async def organization_bounds(organization_id: str | None, models: list[str] | None,
+                              max_budget: float | None) -> None:
+    from gateway.core.management.organizations import check_team  # it imports this module
+
+    await check_team(organization_id, models, max_budget)
+
+
+async def resolve_members(members: list[Member], field: str) -> list[str]:
+    """Each member's user id: given, or found (or created) by `user_email`; the ids of users created."""
+    created = []
+    for i, m in enumerate(members):
+        if m.user_id is None:
+            m.user_id, new = await user_for_member(None, m.user_email, f"{field}.{i}.user_id")
+            if new:
+                created.append(m.user_id)
+    return created
+
+
 async def sync_user_teams(team_id: str, before: set[str], after: set[str]) -> None:
-    """Keep the `teams` list of the users who joined or left in step (users that exist only)."""
+    """Keep the `teams` list of the users who joined or left in step (users that exist only), and
+    the membership rows of every member."""
     joined, left = after - before, before - after
     if not joined and not left:
         return
+    await sync_team_memberships(team_id, before, after)
     directory = current_app.gateway.directory
     for user in await User.filter(user_id__in=sorted(joined | left)):
         teams = [t for t in user.teams or () if t != team_id]
@@ -194,6 +264,14 @@ async def new() -> Any:
     require_admin()
     body, _ = await read_body(NewBody)
     team_id = body.team_id or str(uuid.uuid4())
+    await organization_bounds(body.organization_id, body.models, body.max_budget)
+    for i, m in enumerate(body.members_with_roles or ()):
+        if m.user_id is None and m.user_email is None:
+            raise BadRequestError("Either user_id or user_email must be given", param=f"members_with_roles.{i}.user_id")
+    if await Team.exists(team_id=team_id):
+        raise BadRequestError(f"Team id = {team_id} already exists. Please use a different team id.",
+                              param="team_id")
+    await resolve_members(body.members_with_roles or [], "members_with_roles")
     members = [m.as_row() for m in body.members_with_roles or ()]
     creator = caller_id()
     if not any(m["user_id"] == creator for m in members):
@@ -224,12 +302,18 @@ async def new() -> Any:
 
 @bp.post("/team/update")
 @document_request(UpdateBody)
-@document_response(TeamInfo)
+@document_response(TeamUpdated)
 async def update() -> Any:
-    """Change a team (admin): only the fields sent change."""
+    """Change a team (admin): only the fields sent change. Answers `{"team_id", "data"}` as LiteLLM does."""
     require_admin()
     body, sent = await read_body(UpdateBody)
     t = await find(body.team_id)
+    if sent & {"organization_id", "models", "max_budget"}:
+        await organization_bounds(body.organization_id if "organization_id" in sent else t.organization_id,
+                                 body.models if "models" in sent else t.models,
+                                 body.max_budget if "max_budget" in sent else t.max_budget)
+    if "members_with_roles" in sent:
+        await resolve_members(body.members_with_roles or [], "members_with_roles")
     before = team_info(t)
     old_members = member_ids(t)
     changes = changes_from(body, sent, EDITABLE, DEFAULTS)
@@ -247,7 +331,7 @@ async def update() -> Any:
     after = team_info(t)
     await record_change("team", "updated", t.team_id, before, {f: after[f] for f in changes if f in after})
     await sync_user_teams(t.team_id, old_members, member_ids(t))
-    return after
+    return {"team_id": t.team_id, "data": after}
 
 
 async def _set_blocked(blocked: bool) -> Any:
@@ -286,6 +370,11 @@ async def delete() -> Any:
     body, _ = await read_body(DeleteBody)
     ids = list(dict.fromkeys(body.team_ids))
     teams = [await find(team_id) for team_id in ids]
+    return {"deleted_teams": ids, "deleted_keys": await delete_teams(teams)}
+
+
+async def delete_teams(teams: list[Team]) -> list[str]:
+    """Delete the teams, their keys and memberships, each with its audit row; the keys' hashes."""
     deleted_keys: list[str] = []
     for t in teams:
         keys = await Key.filter(team_id=t.team_id).order_by("created_at", "token")
@@ -295,12 +384,13 @@ async def delete() -> Any:
         async with in_transaction():
             await Key.filter(team_id=t.team_id).delete()
             await Team.filter(team_id=t.team_id).delete()
+            await TeamMembership.filter(team_id=t.team_id).delete()
         for info in before_keys:
             await record_change("key", "deleted", info["token"], info, None)
             deleted_keys.append(info["token"])
         await record_change("team", "deleted", t.team_id, before, None)
         await sync_user_teams(t.team_id, members, set())
-    return {"deleted_teams": ids, "deleted_keys": deleted_keys}
+    return deleted_keys
 
 
 @bp.get("/team/info")
@@ -318,7 +408,8 @@ async def info() -> Any:
             raise PermissionDeniedError("You can only view information about your own team")
     t = await find(team_id)
     keys = await Key.filter(team_id=team_id).order_by("created_at", "token")
-    return {"team_id": team_id, "team_info": team_info(t), "keys": [key_info(k) for k in keys]}
+    return {"team_id": team_id, "team_info": team_info(t), "keys": [key_info(k) for k in keys],
+            "team_memberships": await team_memberships(team_id=team_id)}
 
 
 @bp.get("/team/list")
@@ -336,41 +427,111 @@ async def list_teams() -> Any:
 
 @bp.post("/team/member_add")
 @document_request(MemberAddBody)
-@document_response(TeamInfo)
+@document_response(MembersAdded)
 async def member_add() -> Any:
-    """Add one member or a list of members to a team (admin)."""
+    """Add one member or a list of members to a team (admin), by user_id or user_email (a user is
+    created for an unknown e-mail), each with `max_budget_in_team` when given."""
     require_admin()
     body, _ = await read_body(MemberAddBody)
     t = await find(body.team_id)
     adding = body.member if isinstance(body.member, list) else [body.member]
     if not adding:
         raise BadRequestError("member must name at least one member", param="member")
+    await resolve_members(adding, "member")
     current = {m.get("user_id") for m in t.members_with_roles or ()}
     seen: set[str] = set()
     for m in adding:
         if m.user_id in current or m.user_id in seen:
             raise BadRequestError(f"User={m.user_id} is already a member of team={t.team_id}", param="member")
-        seen.add(m.user_id)
+        seen.add(m.user_id)  # type: ignore[arg-type]
     before = team_info(t)
     old_members = member_ids(t)
     t.members_with_roles = [*(t.members_with_roles or []), *(m.as_row() for m in adding)]
     await t.save(update_fields=["members_with_roles", "updated_at"])
     await record_change("team", "updated", t.team_id, before, {"members_with_roles": t.members_with_roles})
     await sync_user_teams(t.team_id, old_members, member_ids(t))
-    return team_info(t)
+    ids = [m.user_id for m in adding]
+    if body.max_budget_in_team is not None:
+        for user_id in ids:
+            await set_member_budget(t.team_id, user_id, body.max_budget_in_team)  # type: ignore[arg-type]
+    from gateway.core.management.users import user_info
+
+    users = {u.user_id: user_info(u) for u in await User.filter(user_id__in=ids)}
+    rows = await team_memberships(team_id=t.team_id, user_id__in=ids)
+    return {**team_info(t), "updated_users": [users[i] for i in ids if i in users],
+            "updated_team_memberships": rows}
+
+
+async def set_member_budget(team_id: str, user_id: str, max_budget: float) -> None:
+    """The member's in-team budget: a budget of its own, linked from the membership row."""
+    row, _ = await TeamMembership.get_or_create(team_id=team_id, user_id=user_id)
+    budget, created = await own_budget(row.budget_id, max_budget)
+    if created:
+        row.budget_id = budget.budget_id
+        await row.save(update_fields=["budget_id", "updated_at"])
+        await record_change("team_member", "updated", member_ident(team_id, user_id), None,
+                            {"team_id": team_id, "user_id": user_id, "budget_id": budget.budget_id})
+    else:
+        await current_app.gateway.directory.changed("team_member", member_ident(team_id, user_id))
+
+
+async def _member_of(t: Team, ref: MemberRef) -> str:
+    """The user id a member_update / member_delete names (by user_id or user_email); 400 if not a member."""
+    if ref.user_id is None and ref.user_email is None:
+        raise BadRequestError("Either user_id or user_email needs to be passed in", param="user_id")
+    uid = ref.user_id
+    if uid is None:
+        uid = next((m.get("user_id") for m in t.members_with_roles or () if m.get("user_email") == ref.user_email),
+                   None)
+        if uid is None:
+            users = await User.filter(user_email=ref.user_email).values_list("user_id", flat=True)
+            uid = next((u for u in users if u in member_ids(t)), None)
+    if uid is None or uid not in member_ids(t):
+        who = ref.user_id if ref.user_id is not None else ref.user_email
+        raise BadRequestError(f"User={who} is not a member of team={t.team_id}", param="user_id")
+    return uid
+
+
+@bp.post("/team/member_update")
+@document_request(MemberUpdateBody)
+@document_response(MemberUpdated)
+async def member_update() -> Any:
+    """Change a member's role and/or in-team budget (`max_budget_in_team`) (admin)."""
+    require_admin()
+    body, _ = await read_body(MemberUpdateBody)
+    t = await find(body.team_id)
+    uid = await _member_of(t, body)
+    if body.role is not None:
+        before = team_info(t)
+        rows = [dict(m) for m in t.members_with_roles or ()]
+        for m in rows:
+            if m.get("user_id") == uid:
+                m["role"] = body.role
+        if not any(m.get("user_id") == uid for m in rows):  # a member through `admins` / `members` only
+            rows.append({"role": body.role, "user_id": uid})
+        t.members_with_roles = rows
+        await t.save(update_fields=["members_with_roles", "updated_at"])
+        await record_change("team", "updated", t.team_id, before, {"members_with_roles": rows})
+    if body.max_budget_in_team is not None:
+        await set_member_budget(t.team_id, uid, body.max_budget_in_team)
+    role = next((m.get("role") for m in t.members_with_roles or () if m.get("user_id") == uid), None)
+    email = body.user_email or next((m.get("user_email") for m in t.members_with_roles or ()
+                                     if m.get("user_id") == uid), None)
+    row = await TeamMembership.get_or_none(team_id=t.team_id, user_id=uid)
+    budget = await Budget.get_or_none(budget_id=row.budget_id) if row is not None and row.budget_id else None
+    return {"team_id": t.team_id, "user_id": uid, "user_email": email, "role": role,
+            "max_budget_in_team": budget.max_budget if budget is not None else None}
 
 
 @bp.post("/team/member_delete")
-@document_request(MemberDeleteBody)
+@document_request(MemberRef)
 @document_response(TeamInfo)
 async def member_delete() -> Any:
-    """Take a user out of a team (admin)."""
+    """Take a user out of a team (admin), by user_id or user_email; a non-member is a 400."""
     require_admin()
-    body, _ = await read_body(MemberDeleteBody)
+    body, _ = await read_body(MemberRef)
     t = await find(body.team_id)
-    uid = body.user_id
-    if uid not in member_ids(t):
-        raise NotFoundError(f"User={uid} is not a member of team={t.team_id}", param="user_id")
+    uid = await _member_of(t, body)
     before = team_info(t)
     old_members = member_ids(t)
     t.members_with_roles = [m for m in t.members_with_roles or () if m.get("user_id") != uid]

@@ -14,9 +14,11 @@ from quart_schema import document_querystring, document_request, document_respon
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from gateway.core.db.models import Key, Team, User
+from gateway.core.db.models import Key, OrganizationMembership, Team, TeamMembership, User
 from gateway.core.keys import generate_key, hash_key, key_name
 from gateway.core.management.common import (
+    member_ident,
+    team_memberships,
     check_query,
     changes_from,
     iso,
@@ -29,7 +31,7 @@ from gateway.core.management.common import (
     require_admin,
 )
 from gateway.core.management.keys import KeyInfo, _alias_free, key_info
-from gateway.core.management.teams import TeamInfo, team_info
+from gateway.core.management.teams import TeamInfo, TeamMembershipInfo, team_info
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
 bp = Blueprint("users", __name__)
@@ -109,16 +111,26 @@ class UserInfoReply(BaseModel):
     user_info: UserInfo
     keys: list[KeyInfo]
     teams: list[TeamInfo]
+    team_memberships: list[TeamMembershipInfo]
 
 
 class UserInfoQuery(BaseModel):
     user_id: str | None = Field(None, description="Default for a non-admin key: its own user")
 
 
+SORTABLE = ("user_id", "user_email", "user_alias", "user_role", "created_at", "updated_at", "spend")
+
+
 class UserListQuery(BaseModel):
     page: int | None = Field(None, ge=1)
     page_size: int | None = Field(None, ge=1, le=1000, description="Users per page (default 25)")
     role: Role | None = None
+    user_ids: str | None = Field(None, description="Comma-separated user ids")
+    user_email: str | None = Field(None, description="Users whose e-mail contains this (any case)")
+    team: str | None = Field(None, description="Users with this team id in their teams")
+    sort_by: Literal["user_id", "user_email", "user_alias", "user_role", "created_at", "updated_at", "spend"] | None \
+        = None
+    sort_order: Literal["asc", "desc"] | None = Field(None, description="Default asc")
 
 
 class UserList(BaseModel):
@@ -195,10 +207,21 @@ async def new() -> Any:
 @document_request(UpdateBody)
 @document_response(UserInfo)
 async def update() -> Any:
-    """Change a user (admin): only the fields sent change."""
+    """Change a user (admin): only the fields sent change. An unknown user id is created with the
+    fields sent, as LiteLLM does."""
     require_admin()
     body, sent = await read_body(UpdateBody)
-    u = await find(body.user_id)
+    u = await User.get_or_none(user_id=body.user_id)
+    if u is None:
+        fields = {f: v for f, v in changes_from(body, sent, EDITABLE, DEFAULTS).items() if v is not None}
+        try:
+            u = await User.create(user_id=body.user_id, **fields)
+        except IntegrityError:
+            raise _exists(body.user_id) from None
+        info = user_info(u)
+        created = {f: info[f] for f in CREATED_VALUES if info[f] is not None and not (f == "metadata" and not info[f])}
+        await record_change("user", "created", u.user_id, None, created)
+        return info
     before = user_info(u)
     changes = changes_from(body, sent, EDITABLE, DEFAULTS)
     u.update_from_dict(changes)
@@ -223,9 +246,14 @@ async def delete() -> Any:
         keys = await Key.filter(user_id=u.user_id).order_by("created_at", "token")
         before_keys = [key_info(k) for k in keys]
         before = user_info(u)
+        memberships = await TeamMembership.filter(user_id=u.user_id).values_list("team_id", flat=True)
         async with in_transaction():
             await Key.filter(user_id=u.user_id).delete()
             await User.filter(user_id=u.user_id).delete()
+            await TeamMembership.filter(user_id=u.user_id).delete()
+            await OrganizationMembership.filter(user_id=u.user_id).delete()
+        for team_id in memberships:
+            await directory.changed("team_member", member_ident(team_id, u.user_id))
         for info in before_keys:
             await record_change("key", "deleted", info["token"], info, None)
             deleted_keys.append(info["token"])
@@ -254,21 +282,36 @@ async def info() -> Any:
     keys = await Key.filter(user_id=user_id).order_by("created_at", "token")
     teams = await Team.filter(team_id__in=list(u.teams or [])).order_by("created_at", "team_id")
     return {"user_id": user_id, "user_info": user_info(u), "keys": [key_info(k) for k in keys],
-            "teams": [team_info(t) for t in teams]}
+            "teams": [team_info(t) for t in teams], "team_memberships": await team_memberships(user_id=user_id)}
 
 
 @bp.get("/user/list")
 @document_querystring(UserListQuery)
 @document_response(UserList)
 async def list_users() -> Any:
-    """Users, oldest first, paginated (admin)."""
+    """Users, paginated (admin), filtered as LiteLLM's: `role`, `user_ids` (comma-separated),
+    `user_email` (contains, any case), `team`; sorted by `sort_by` (default: oldest first)."""
     require_admin()
     args = request.args
     page, size = page_args("page_size", 25)
     query = User.all()
     if args.get("role"):
         query = query.filter(user_role=args["role"])
+    if args.get("user_ids"):
+        query = query.filter(user_id__in=[u.strip() for u in args["user_ids"].split(",") if u.strip()])
+    if args.get("user_email"):
+        query = query.filter(user_email__icontains=args["user_email"])
+    if args.get("team"):  # `teams` is a JSON list: matched here, the same on every database
+        team = args["team"]
+        ids = [uid for uid, teams in await query.values_list("user_id", "teams") if team in (teams or ())]
+        query = query.filter(user_id__in=ids)
+    sort_by, order = args.get("sort_by") or "created_at", args.get("sort_order") or "asc"
+    if sort_by not in SORTABLE:
+        raise BadRequestError(f"sort_by must be one of {', '.join(SORTABLE)}", param="sort_by")
+    if order not in ("asc", "desc"):
+        raise BadRequestError("sort_order must be asc or desc", param="sort_order")
+    sign = "-" if order == "desc" else ""
     total = await query.count()
-    rows = await query.order_by("created_at", "user_id").offset((page - 1) * size).limit(size)
+    rows = await query.order_by(sign + sort_by, sign + "user_id").offset((page - 1) * size).limit(size)
     return {"users": [user_info(u) for u in rows], "total": total, "page": page, "page_size": size,
             "total_pages": max(1, math.ceil(total / size))}

@@ -20,7 +20,8 @@ from gateway.core.cache import CachedReply
 from gateway.core.errors import error_response
 from gateway.core.openapi import document_stream
 from gateway.core.routes import openai_schema as oa
-from gateway.errors import BadRequestError, GatewayError
+from gateway.builtins.virtual_keys import model_allowed
+from gateway.errors import AuthenticationError, BadRequestError, GatewayError
 
 bp = Blueprint("llm", __name__)
 tag_blueprint(bp, ["OpenAI"])
@@ -141,6 +142,9 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
     dispatcher = gw.dispatcher
     data: Any = None
     try:
+        if gw.router.pending:  # a model changed elsewhere is being re-read: serve what it is now
+            await gw.router.settle()
+        check_model_access(gw, ctx.principal, model)  # 401 before "no such model" (400), as LiteLLM does
         gw.router.group(model, ctx.principal)
         if gw.guardrails or "guardrails" in body or "guardrails" in metadata:
             ctx.guardrails = gw.guardrails.active(body, ctx.principal)
@@ -319,12 +323,62 @@ def _model_card(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "gateway"}
 
 
+def _allowed_lists(gw: Any, principal: Any) -> list[list[str]]:
+    """The key's `models` and its team's, each non-empty one with access groups expanded: a name
+    must be in every one of them (an empty list allows every model)."""
+    if principal is None:
+        return []
+    names = gw.router.names
+    lists = []
+    for allowed in (principal.models, principal.extra.get("team_models") or []):
+        if allowed:
+            lists.append(names.expand(allowed) if names.access_groups else list(allowed))
+    return lists
+
+
+def may_use(gw: Any, principal: Any, name: str) -> bool:
+    return all(model_allowed(allowed, name) for allowed in _allowed_lists(gw, principal))
+
+
+def check_model_access(gw: Any, principal: Any, model: str) -> None:
+    """A virtual key (and its team) barred from `model` gets the 401 whether or not the name
+    exists: the name the client sent, or the group it resolves to, must be allowed."""
+    if principal is None or principal.api_key is None:
+        return
+    for allowed in _allowed_lists(gw, principal):
+        if model_allowed(allowed, model):
+            continue
+        try:
+            target = gw.router.resolve(model, principal)[0]
+        except GatewayError:
+            target = None
+        if target is None or not model_allowed(allowed, target):
+            raise AuthenticationError(
+                "Authentication Error, API Key not allowed to access model. "
+                f"This token can only access models={allowed}. Tried to access {model}", param="model")
+
+
 def visible_models(gw: Any, principal: Any) -> list[str]:
-    names = gw.router.model_names()
-    if principal is not None and principal.models and "all-proxy-models" not in principal.models:
-        allowed = set(gw.router.names.expand(principal.models))
-        names = [n for n in names if n in allowed]
-    return names
+    """The names this key may call, as `/v1/models` lists them: allowed by the key and by its
+    team; a team's own models (added by its admin) under their public name, to that team only."""
+    router = gw.router
+    out: list[str] = []
+    for name in router.model_names():
+        deps = router.groups.get(name)
+        owner = deps[0].model_info.get("team_id") if deps else None
+        if owner and principal is not None and not principal.is_admin:
+            if principal.team_id != owner:
+                continue
+            name = deps[0].model_info.get("team_public_model_name") or name
+        if may_use(gw, principal, name):
+            out.append(name)
+    return list(dict.fromkeys(out))
+
+
+def visible_access_groups(gw: Any, principal: Any) -> list[str]:
+    """The model access groups (`model_info.access_groups`) this key may name."""
+    lists = [] if principal is None else [a for a in (principal.models, principal.extra.get("team_models")) if a]
+    return [n for n in gw.router.names.access_groups if all(model_allowed(a, n) for a in lists)]
 
 
 @bp.get("/models")
@@ -334,6 +388,11 @@ async def list_models() -> Any:
     """The model groups this key may call (OpenAI's list models)."""
     gw = current_app.gateway
     created = int(gw.started_at)
+    if gw.router.pending:
+        await gw.router.settle()
+    flag = (request.args.get("only_model_access_groups") or "").strip().lower()
+    if flag in ("true", "1", "yes"):  # LiteLLM's: the access groups instead of the models
+        return {"object": "list", "data": [_model_card(n, created) for n in visible_access_groups(gw, g.principal)]}
     return {"object": "list", "data": [_model_card(n, created) for n in visible_models(gw, g.principal)]}
 
 

@@ -27,6 +27,7 @@ from tortoise import connections
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from gateway.core.management.common import member_ident
 from gateway.core.dead_letters import DeadLetters, data_fault, describe
 from gateway.core.spend.record import WIDTH, SpendRow
 from gateway.core.storable import clean_text, storable
@@ -314,8 +315,10 @@ class SpendWriter:
         for row in batch:
             if not row.spend:
                 continue
+            org = (row.metadata or {}).get("user_api_key_org_id")
+            member = member_ident(row.team_id, row.user) if row.team_id and row.user else None
             for kind, value in (("key", row.api_key), ("team", row.team_id), ("user", row.user),
-                                ("end_user", row.end_user)):
+                                ("end_user", row.end_user), ("organization", org), ("team_member", member)):
                 if value and (kind, value) not in seen:
                     seen.add((kind, value))
                     await self.directory.changed(kind, value, wait=False)  # never waits on Redis

@@ -2,6 +2,27 @@ from tortoise import fields, migrations
 from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
 
+#: Per key, per tag, per day totals of the spend already logged (the writer keeps them from now on).
+BACKFILL = {
+    "postgres": "INSERT INTO spend_key_tag_daily (day, api_key, tag, log_count, total_spend) "
+                "SELECT (s.start_time AT TIME ZONE 'UTC')::date, s.api_key, t.tag, count(*), sum(s.spend) "
+                "FROM spend_logs s, jsonb_array_elements_text(s.request_tags::jsonb) AS t(tag) "
+                "WHERE s.api_key IS NOT NULL GROUP BY 1, 2, 3",
+    "sqlite": "INSERT INTO spend_key_tag_daily (day, api_key, tag, log_count, total_spend) "
+              "SELECT date(s.start_time), s.api_key, j.value, count(*), sum(s.spend) "
+              "FROM spend_logs s, json_each(s.request_tags) AS j "
+              "WHERE s.api_key IS NOT NULL GROUP BY 1, 2, 3",
+}
+
+
+async def backfill_key_tags(apps, schema_editor) -> None:
+    client = schema_editor.client
+    await client.execute_script(BACKFILL["postgres" if client.capabilities.dialect == "postgres" else "sqlite"])
+
+
+async def drop_key_tags(apps, schema_editor) -> None:
+    await schema_editor.client.execute_script("DELETE FROM spend_key_tag_daily")
+
 
 class Migration(migrations.Migration):
     """Management parity (issue 15): organizations and their members, team memberships (in-team spend
@@ -95,6 +116,8 @@ class Migration(migrations.Migration):
                      'unique_together': (('day', 'api_key', 'tag'),), 'pk_attr': 'id'},
             bases=['Model'],
         ),
+        ops.AddIndex(model_name="SpendKeyTagDaily", index=Index(fields=("api_key", "day"))),
+        ops.RunPython(backfill_key_tags, drop_key_tags),
         ops.AddField(model_name="Team", name="organization_id",
                      field=fields.CharField(null=True, db_index=True, max_length=255)),
     ]
