@@ -161,19 +161,24 @@ def test_add_call_update_and_delete_a_model_without_leaking_its_key(gateway_serv
     err = error(post(gw, "/model/delete", {"id": "nope"}), 404)
     assert err["message"] == "Model with id=nope not found in db"
     assert gw.client().chat.completions.create(model="runtime", messages=HI).choices
+    # LiteLLM's PATCH form: the id in the path.
+    r = httpx.patch(gw.url + "/model/rt-1/update", headers=ADMIN, timeout=10,
+                    json={"model_info": {"max_input_tokens": 2000}})
+    assert r.status_code == 200 and r.json()["model_info"]["max_input_tokens"] == 2000 and SECRET not in r.text
+    assert httpx.patch(gw.url + "/model/nope/update", headers=ADMIN, json={}, timeout=10).status_code == 404
     # Delete: gone at once.
     assert ok(post(gw, "/model/delete", {"id": "rt-1"})) == {"message": "Model: rt-1 deleted successfully"}
     err = error(chat(gw, "runtime"), 400)
     assert err["message"].startswith("Invalid model name passed in model=runtime")
     assert "runtime" not in listed(gw)
     # Audit rows: one per change, LiteLLM's table name, the key shown as *** and never in clear.
-    rows = audit_rows(gw, 3)
+    rows = audit_rows(gw, 4)
     assert [(r["action"], r["object_id"]) for r in rows] == [("created", "rt-1"), ("updated", "rt-1"),
-                                                             ("deleted", "rt-1")]
+                                                             ("updated", "rt-1"), ("deleted", "rt-1")]
     assert rows[0]["updated_values"]["litellm_params"]["api_key"] == "***"
     assert rows[1]["before_value"]["litellm_params"]["api_key"] == "***"
     assert rows[1]["updated_values"]["litellm_params"]["temperature"] == 0.25
-    assert rows[2]["updated_values"] is None
+    assert rows[2]["updated_values"]["model_info"]["max_input_tokens"] == 2000 and rows[3]["updated_values"] is None
     assert SECRET not in str(rows)
     assert SECRET not in caplog.text
 

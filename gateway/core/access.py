@@ -39,7 +39,7 @@ GROUPS: dict[str, frozenset[str]] = {
         *(f"/user/{a}" for a in ("new", "info", "update", "delete", "unblock", "list")),
         *(f"/organization/{a}" for a in ("new", "update", "delete", "info", "list", "member_add", "member_update",
                                          "member_delete")),
-        *(f"/model/{a}" for a in ("new", "update", "delete")),
+        *(f"/model/{a}" for a in ("new", "update", "delete")), "/model/{model_id}/update",
         "/health/readiness/details", "/health/services",
         *(f"/{p}/{a}" for p in ("customer", "end_user") for a in ("new", "info", "update", "delete", "list",
                                                                 "block", "unblock")),
@@ -137,7 +137,7 @@ class AccessPolicy:
         self.info = RouteSet(GROUPS["info_routes"])
         self.spend = RouteSet(GROUPS["spend_tracking_routes"])
         # Management routes whose handlers decide who may call them (a team admin adds its team's models).
-        self.self_checked = RouteSet(["/model/new", "/model/update", "/model/delete",
+        self.self_checked = RouteSet(["/model/new", "/model/update", "/model/delete", "/model/{model_id}/update",
                                       "/key/generate", "/key/list", "/key/delete"])
 
     def is_public(self, path: str) -> bool:

@@ -205,9 +205,21 @@ async def model_new() -> Any:
 @document_response(StoredModelView)
 async def model_update() -> Any:
     """Change a stored model: only what is sent changes (credentials kept unless sent)."""
+    return await _update(None)
+
+
+@bp.patch("/model/<model_id>/update")
+@document_request(UpdateBody)
+@document_response(StoredModelView)
+async def model_patch(model_id: str) -> Any:
+    """LiteLLM's other form of `/model/update`: the id in the path, the changes in the body."""
+    return await _update(model_id)
+
+
+async def _update(path_id: str | None) -> Any:
     _admin_or_team_admin()
     body, sent = await read_body(UpdateBody)
-    model_id = body.id or (body.model_info or {}).get("id")
+    model_id = path_id or body.id or (body.model_info or {}).get("id")
     if not isinstance(model_id, str) or not model_id:
         raise BadRequestError("model_info.id is required: the id of the model to update", param="model_info.id")
     row = await _find(model_id)
