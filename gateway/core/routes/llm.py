@@ -144,8 +144,11 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
     try:
         if gw.router.pending:  # a model changed elsewhere is being re-read: serve what it is now
             await gw.router.settle()
-        check_model_access(gw, ctx.principal, model)  # 401 before "no such model" (400), as LiteLLM does
-        gw.router.group(model, ctx.principal)
+        try:
+            gw.router.group(model, ctx.principal)
+        except BadRequestError:  # no such model: a key barred from the name gets its 401 first (LiteLLM)
+            check_model_access(gw, ctx.principal, model)
+            raise
         if gw.guardrails or "guardrails" in body or "guardrails" in metadata:
             ctx.guardrails = gw.guardrails.active(body, ctx.principal)
         if dispatcher.runs("pre_request", ctx):
