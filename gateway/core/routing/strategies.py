@@ -42,14 +42,13 @@ class Stats:
     in_flight: int = 0
     latencies: list[float] = field(default_factory=list)
     minute: int = 0
-    requests: int = 0
     tokens: int = 0
     failures: list[float] = field(default_factory=list)
 
     def window(self, now: float) -> None:
         minute = int(now // WINDOW_S)
         if minute != self.minute:
-            self.minute, self.requests, self.tokens = minute, 0, 0
+            self.minute, self.tokens = minute, 0
 
     def latency(self) -> float | None:
         return sum(self.latencies) / len(self.latencies) if self.latencies else None
@@ -107,10 +106,7 @@ class Strategy:
 
     # -- learning ----------------------------------------------------------------------------------
     def started(self, dep: Any) -> None:
-        s = self.of(dep)
-        s.in_flight += 1
-        s.window(time.time())
-        s.requests += 1
+        self.of(dep).in_flight += 1
 
     def ended(self, dep: Any, seconds: float | None, tokens: int = 0, output_tokens: int = 0) -> None:
         s = self.of(dep)
