@@ -60,7 +60,9 @@ class RequestContext:
     """
 
     request_id: str
-    call_type: str  # "acompletion" | "atext_completion" | "aembedding"
+    #: "acompletion" | "atext_completion" | "aembedding" | "aimage_generation" | "aspeech" |
+    #: "atranscription" | "amoderation" | "arerank" (what the upstream is asked: see `api`)
+    call_type: str
     route: str
     body: dict[str, Any]
     principal: Principal
@@ -85,6 +87,10 @@ class RequestContext:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     #: Answered from the response cache (no upstream call, no cost).
     cache_hit: bool = False
+    #: The API the client called, as spend rows record it: `call_type` for OpenAI's routes;
+    #: `anthropic_messages` / `aresponses` for the APIs served through chat (their `body`, replies
+    #: and chunks are chat-shaped all the same, so hooks need not know which it was).
+    api: str = ""
 
     def annotate(self, key: str, value: Any, plugin: str | None = None) -> None:
         """Record `key = value` for this call under the calling plugin's name: it lands on the

@@ -19,6 +19,14 @@ LLM_ROUTES = frozenset(
     "/models/{model}", "/v1/models/{model}",
     *(f"{form}/{path}" for form in ("/engines/{model}", "/openai/deployments/{model}")
       for path in ("chat/completions", "completions", "embeddings")),
+    # The other APIs (issue 16): Anthropic's Messages, OpenAI's Responses, images, audio,
+    # moderations, and Cohere-style rerank.
+    *(f"{prefix}/v1/messages{tail}" for prefix in ("", "/anthropic") for tail in ("", "/count_tokens")),
+    *(f"{prefix}/responses{tail}" for prefix in ("", "/v1")
+      for tail in ("", "/{response_id}", "/{response_id}/input_items")),
+    *(f"{prefix}/{path}" for prefix in ("", "/v1")
+      for path in ("images/generations", "audio/transcriptions", "audio/speech", "moderations", "rerank")),
+    "/v2/rerank",
 })
 
 # Public only with `general_settings.enable_public_model_hub: true`; admin only otherwise.

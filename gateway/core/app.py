@@ -36,7 +36,8 @@ from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
 from gateway.core.management import audit, budgets, end_users, keys, organizations, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
-from gateway.core.routes import docs, guardrails, health, info, llm, model_hub, model_info
+from gateway.core.routes import (docs, guardrails, health, info, llm, media, messages, model_hub, model_info,
+                                 pass_through, responses)
 from gateway.core.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
@@ -152,6 +153,9 @@ def create_app(settings: Settings) -> Quart:
         app.asgi_app = BodyLimit(app.asgi_app, gw.request_body_limit)  # type: ignore[method-assign]
     errors.install(app)
     app.register_blueprint(llm.bp)
+    app.register_blueprint(messages.bp)
+    app.register_blueprint(responses.bp)
+    app.register_blueprint(media.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(model_hub.bp)

@@ -135,8 +135,11 @@ async def relay(
     client_wants_usage: bool,
     hold: bool,
     finish: Any,
+    encoder: Any = None,
 ) -> AsyncIterator[bytes]:
-    """The client's byte stream. `finish(status, error, assembler)` records the outcome once."""
+    """The client's byte stream. `finish(status, error, assembler)` records the outcome once.
+    An `encoder` (gateway/core/apis) renders the chunks in another API's events; without one,
+    OpenAI's SSE goes out (the upstream's own bytes where no hook changed a chunk)."""
     chunk_hooks = dispatcher.runs("stream_chunk", ctx)
     judge = dispatcher.runs("post_response", ctx)
     assembler = Assembler(chat)
@@ -151,7 +154,7 @@ async def relay(
                 for out in held:
                     yield out
                 held.clear()
-                yield DONE
+                yield DONE if encoder is None else encoder.done()
                 status = "success"
                 return
             try:
@@ -175,10 +178,14 @@ async def relay(
             if chunk_hooks:
                 if not await dispatcher.run_stream_chunk(ctx, chunk):
                     continue
-                out = b"data: " + orjson.dumps(chunk) + b"\n\n"
-            else:
+                out = b"data: " + orjson.dumps(chunk) + b"\n\n" if encoder is None else encoder.chunk(chunk)
+            elif encoder is None:
                 out = b"data: " + data + b"\n\n"
+            else:
+                out = encoder.chunk(chunk)
             assembler.add(chunk)
+            if not out:  # an encoder with nothing to say for this chunk
+                continue
             if hold:
                 held.append(out)
             else:
@@ -192,12 +199,12 @@ async def relay(
             await dispatcher.run_chain("post_response", ctx, response=assembler.result())
         for out in held:
             yield out
-        yield DONE
+        yield DONE if encoder is None else encoder.done()
         status = "success"
     except (GatewayError, PastDeadline) as exc:
         error = exc if isinstance(exc, GatewayError) else past_deadline(ctx.deployment, limit)
         status = "blocked" if ctx.blocked_by else "failure"
-        yield error_event(error)
+        yield error_event(error) if encoder is None else encoder.error(error)
     finally:
         await reply.close()
         if status == "failure" and assembler.usage is None:

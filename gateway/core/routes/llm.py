@@ -15,7 +15,7 @@ from quart import Blueprint, Response, current_app, g, request
 from quart_schema import document_request, document_response, tag_blueprint
 
 from gateway.context import Outcome, RequestContext
-from gateway.core import enforced_params, streaming
+from gateway.core import apis, enforced_params, streaming
 from gateway.core.cache import CachedReply
 from gateway.core.errors import error_response
 from gateway.core.openapi import document_stream
@@ -28,7 +28,14 @@ tag_blueprint(bp, ["OpenAI"])
 
 # Request fields the gateway consumes; never sent upstream.
 GATEWAY_FIELDS = ("metadata", "tags", "guardrails", "cache")
-REQUIRED_INPUT = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
+#: The call types of the request path, and the request field each one cannot do without.
+REQUIRED_INPUT = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input",
+                  "aimage_generation": "prompt", "aspeech": "input", "amoderation": "input", "arerank": "query",
+                  "atranscription": "file"}
+#: The call types that stream (`stream: true`); the others refuse it rather than ignore it.
+STREAMING = frozenset({"acompletion", "atext_completion"})
+#: The call types whose reply is not JSON (audio): relayed as it comes, with the upstream's type.
+BINARY_REPLIES = frozenset({"aspeech"})
 
 
 async def read_json_body() -> dict[str, Any]:
@@ -56,8 +63,13 @@ def _check_types(call_type: str, body: dict[str, Any]) -> None:
         for i, m in enumerate(value):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise BadRequestError(f"messages[{i}] must be an object with a string 'role'", param=f"messages[{i}]")
-    elif not isinstance(value, (str, list)):
+    elif call_type in ("aimage_generation", "aspeech", "arerank") and not isinstance(value, str):
+        raise BadRequestError(f"{field} must be a string", param=field)
+    elif call_type != "atranscription" and not isinstance(value, (str, list)):
         raise BadRequestError(f"{field} must be a string or a list", param=field)
+    if body.get("stream") is True and call_type not in STREAMING and call_type != "aembedding":
+        raise BadRequestError(f"stream: {request.path} does not stream through the gateway; "
+                              "leave `stream` out", param="stream")
     checks = (("stream", bool), ("user", str), ("metadata", dict), ("tags", list), ("stream_options", dict),
               ("drop_params", bool), ("additional_drop_params", list), ("fallbacks", list))
     for name, kind in checks:
@@ -81,7 +93,7 @@ def _upstream_body(ctx: RequestContext) -> tuple[dict[str, Any], bool]:
     """What goes upstream; for streams, usage is always asked for (and hidden if not wanted)."""
     body = {k: v for k, v in ctx.body.items() if k not in GATEWAY_FIELDS}
     wants_usage = True
-    if ctx.call_type == "aembedding":
+    if ctx.call_type not in STREAMING:
         body.pop("stream", None)
     elif ctx.stream:
         options = dict(body.get("stream_options") or {})
@@ -97,19 +109,44 @@ def _usage_of(data: Any) -> dict[str, Any] | None:
 
 
 async def handle(call_type: str, path_model: str | None = None) -> Response:
-    gw = current_app.gateway
     body = await read_json_body()
     if path_model:
         body["model"] = path_model
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequestError("model must be a non-empty string", param="model")
-    _check_types(call_type, body)
-    if gw.enforced_params:
-        enforced_params.check(body, gw.enforced_params)
-    if call_type == "acompletion" and "," in model and gw.router.names.find(model) is None:
+    return await serve(call_type, body)
+
+
+async def serve(call_type: str, body: dict[str, Any], adapter: Any = None) -> Response:
+    """One LLM call on the request path, for any route: `call_type` names it (REQUIRED_INPUT's
+    keys), `body` is the request as a dict. With an `adapter` (gateway/core/apis), `body` is the
+    client's request in the adapter's API: it is translated into a chat request first, and the
+    reply (and any error) is rendered back by the adapter."""
+    gw = current_app.gateway
+    try:
+        if adapter is not None:
+            body = await adapter.to_chat(body, g.principal)
+            call_type = "acompletion"
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequestError("model must be a non-empty string", param="model")
+        _check_types(call_type, body)
+        if gw.enforced_params:
+            enforced_params.check(body, gw.enforced_params)
+    except GatewayError as exc:
+        if adapter is None:
+            raise
+        return _error(exc, g.request_id, adapter)
+    if adapter is None and call_type == "acompletion" and "," in model and gw.router.names.find(model) is None:
         return await _batch(gw, body, model)
-    return await _handle(gw, call_type, body, model, g.request_id)
+    return await _handle(gw, call_type, body, model, g.request_id, adapter)
+
+
+def _error(exc: GatewayError, request_id: str, adapter: Any) -> Response:
+    """The error envelope: OpenAI's, or the adapter's API's."""
+    if adapter is None:
+        return error_response(exc, request_id)
+    headers = {**exc.headers, "x-request-id": request_id}
+    return Response(orjson.dumps(adapter.error_body(exc)), status=exc.status, headers=headers,
+                    content_type="application/json")
 
 
 async def _batch(gw: Any, body: dict[str, Any], model: str) -> Response:
@@ -129,13 +166,14 @@ async def _batch(gw: Any, body: dict[str, Any], model: str) -> Response:
     return resp
 
 
-async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, request_id: str) -> Response:
+async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, request_id: str,
+                  adapter: Any = None) -> Response:
     metadata = body.get("metadata") or {}
     ctx = RequestContext(
         request_id=request_id, call_type=call_type, route=request.path, body=body,
         principal=g.principal, headers={k.lower(): v for k, v in request.headers.items()}, model=model,
-        stream=body.get("stream") is True and call_type != "aembedding",  # embeddings never stream
-        end_user=body.get("user"), metadata=metadata,
+        stream=body.get("stream") is True and call_type in STREAMING,
+        end_user=body.get("user"), metadata=metadata, api=adapter.api if adapter is not None else call_type,
     )
     ctx.started = g.started
     g.model = model
@@ -165,7 +203,12 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         else:
             reply, raw = await _call(gw, ctx, call_type, upstream_body)
         if ctx.stream:
-            return _stream_response(gw, ctx, reply, wants_usage, plan if hit is None else None)
+            return _stream_response(gw, ctx, reply, wants_usage, plan if hit is None else None, adapter)
+        if call_type in BINARY_REPLIES:  # audio: no text to judge, relayed as it came
+            finish(gw, ctx, "success", 200)
+            resp = Response(raw, status=200, content_type=reply.headers.get("content-type") or "application/octet-stream")
+            _stamp(gw, ctx, resp)
+            return resp
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -179,12 +222,16 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         raise
     except GatewayError as exc:
         finish(gw, ctx, "blocked" if ctx.blocked_by else "failure", exc.status, error=exc)
-        resp = error_response(exc, ctx.request_id)
+        resp = _error(exc, ctx.request_id, adapter)
         _stamp(gw, ctx, resp)
         return resp
     finish(gw, ctx, "success", 200, response=data, usage=_usage_of(data))
     if plan is not None and hit is None:
         gw.cache.keep(plan, raw)
+    if adapter is not None:
+        rendered = adapter.from_chat(data, ctx)
+        await apis.stored(adapter, ctx, rendered)
+        raw = orjson.dumps(rendered)
     resp = Response(raw, status=200, content_type="application/json")
     _stamp(gw, ctx, resp)
     return resp
@@ -266,8 +313,10 @@ def _cache_hit(gw: Any, ctx: RequestContext, data: bytes) -> tuple[Any, bytes | 
     return reply, None if ctx.stream else data
 
 
-def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool, plan: Any = None) -> Response:
+def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool, plan: Any = None,
+                     adapter: Any = None) -> Response:
     hold = gw.dispatcher.holds_stream(ctx)
+    encoder = adapter.encoder(ctx) if adapter is not None else None
 
     def on_end(status: str, error: GatewayError | None, assembler: streaming.Assembler) -> None:
         result = assembler.result() if assembler.first is not None else None
@@ -278,9 +327,12 @@ def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool
         finish(gw, ctx, status, http_status, response=result, usage=assembler.usage, error=error,
                estimated=assembler.usage_estimated)
         gw.access_log.stream_finished(ctx, http_status)
+        if encoder is not None and status == "success" and hasattr(adapter, "stored"):
+            apis.keep_after_stream(adapter, ctx, encoder)
 
     events = streaming.relay(ctx, reply, gw.dispatcher, chat=ctx.call_type == "acompletion",
-                             client_wants_usage=wants_usage, hold=hold, finish=on_end)
+                             client_wants_usage=wants_usage or encoder is not None, hold=hold, finish=on_end,
+                             encoder=encoder)
     resp = Response(events, status=200, content_type="text/event-stream")
     resp.headers["cache-control"] = "no-cache"
     _stamp(gw, ctx, resp, streaming=True)

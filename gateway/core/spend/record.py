@@ -106,7 +106,9 @@ def _to_dt(ts: float) -> datetime:
 
 
 #: Where each call type's input is in the request body.
-INPUT_FIELD = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input"}
+INPUT_FIELD = {"acompletion": "messages", "atext_completion": "prompt", "aembedding": "input",
+               "aimage_generation": "prompt", "aspeech": "input", "amoderation": "input", "arerank": "query",
+               "atranscription": "prompt"}
 
 
 def _org_of(principal: Any) -> str | None:
@@ -165,7 +167,7 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
         metadata["error"] = {"message": clean_text(getattr(outcome.error, "message", str(outcome.error)))[:1000],
                              "type": getattr(outcome.error, "type", type(outcome.error).__name__)}
     return SpendRow(
-        request_id=_fit(request_id or ctx.request_id), call_type=ctx.call_type, api_key=api_key, spend=spend,
+        request_id=_fit(request_id or ctx.request_id), call_type=ctx.api or ctx.call_type, api_key=api_key, spend=spend,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=total,
         start_time=_to_dt(ctx.start_time), end_time=_to_dt(outcome.end_time),
         model=_fit(dep.upstream_model if dep is not None else ctx.model), model_group=_fit(ctx.model),

@@ -1,0 +1,5 @@
+"""Placeholder: being written (issue 16)."""
+
+from quart import Blueprint
+
+bp = Blueprint("media", __name__)
