@@ -11,6 +11,8 @@ from gateway.context import (
     RequestContext,
     iter_request_text,
     iter_request_text_slots,
+    iter_response_text,
+    iter_response_text_slots,
 )
 from gateway.errors import (
     AuthenticationError,
@@ -59,4 +61,6 @@ __all__ = [
     "hookimpl",
     "iter_request_text",
     "iter_request_text_slots",
+    "iter_response_text",
+    "iter_response_text_slots",
 ]

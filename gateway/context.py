@@ -137,9 +137,17 @@ class RequestContext:
 
 
 def iter_request_text_slots(body: dict[str, Any]):
-    """Where the client's text is, as assignable `(container, key)` slots: message contents
-    (strings and text parts), `prompt` and `input` (string or list of strings). A plugin that
-    rewrites text assigns `container[key] = new`."""
+    """Where the client's text is, as assignable `(container, key)` slots, whatever the route:
+
+    - chat (and the APIs served through chat: Anthropic's Messages, OpenAI's Responses, whose
+      requests reach the hooks translated into chat): each message's `content`, a string or its
+      `text` parts;
+    - `prompt` (text completions, images, a transcription's prompt) and `input` (embeddings,
+      moderations, speech): a string, or a list of strings or `{"type": "text", "text"}` parts;
+    - rerank: `query` and each of `documents` (a string or `{"text": ...}`).
+
+    A plugin that rewrites text assigns `container[key] = new`; one that only reads uses
+    `iter_request_text`. Written for chat, a guard written on these helpers covers every route."""
     for message in body.get("messages") or ():
         if not isinstance(message, dict):
             continue
@@ -158,11 +166,63 @@ def iter_request_text_slots(body: dict[str, Any]):
             for i, item in enumerate(value):
                 if isinstance(item, str):
                     yield value, i
+                elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+                    yield item, "text"
+    if "query" in body and "messages" not in body:  # rerank
+        if isinstance(body["query"], str):
+            yield body, "query"
+        documents = body.get("documents")
+        for i, doc in enumerate(documents if isinstance(documents, list) else ()):
+            if isinstance(doc, str):
+                yield documents, i
+            elif isinstance(doc, dict) and isinstance(doc.get("text"), str):
+                yield doc, "text"
 
 
 def iter_request_text(body: dict[str, Any]):
     """Yield every piece of client-supplied text, in the places `iter_request_text_slots` names."""
     for container, key in iter_request_text_slots(body):
+        yield container[key]
+
+
+def iter_response_text_slots(response: Any):
+    """Where a JSON reply's text is, as assignable `(container, key)` slots, whatever the route:
+    each choice's `message.content` (a string or its `text` parts) or `text` (chat, and the
+    APIs served through chat; text completions), a transcription's `text` and its segments',
+    and an image's `revised_prompt`. `post_response` guards use it so that no route's reply
+    escapes them (streams: see `gateway.StreamText`)."""
+    if not isinstance(response, dict):
+        return
+    for choice in response.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        if isinstance(message, dict):
+            content = message.get("content")
+            if isinstance(content, str):
+                yield message, "content"
+            elif isinstance(content, list):
+                for part in content:
+                    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                        yield part, "text"
+        if isinstance(choice.get("text"), str):
+            yield choice, "text"
+    if "choices" in response:
+        return
+    if isinstance(response.get("text"), str):  # a transcription
+        yield response, "text"
+        for segment in response.get("segments") or ():
+            if isinstance(segment, dict) and isinstance(segment.get("text"), str):
+                yield segment, "text"
+    images = response.get("data")
+    for image in images if isinstance(images, list) else ():
+        if isinstance(image, dict) and isinstance(image.get("revised_prompt"), str):
+            yield image, "revised_prompt"
+
+
+def iter_response_text(response: Any):
+    """Yield every piece of a JSON reply's text, in the places `iter_response_text_slots` names."""
+    for container, key in iter_response_text_slots(response):
         yield container[key]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway import BadRequestError, Plugin, RequestContext, StreamText, hookimpl, iter_request_text
+from gateway import BadRequestError, Plugin, RequestContext, StreamText, hookimpl, iter_request_text, iter_response_text
 from gateway_plugin_banned_keywords.config import BannedKeywordsConfig
 from gateway_plugin_banned_keywords.keywords import Matcher, read_keyword_file
 
@@ -33,18 +33,6 @@ def keyword_file_path(value: str, gateway: Any) -> Path:
     if not path.is_absolute() and config_path:
         path = Path(config_path).resolve().parent / path
     return path
-
-
-def reply_texts(response: dict[str, Any]) -> Iterator[str]:
-    """The text of each choice of a JSON reply: chat `message.content`, or completion `text`."""
-    for choice in response.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            yield message["content"]
-        if isinstance(choice.get("text"), str):
-            yield choice["text"]
 
 
 class BannedKeywords(Plugin):
@@ -92,7 +80,7 @@ class BannedKeywords(Plugin):
         """A JSON reply; a stream was already judged chunk by chunk (this is only its copy)."""
         if ctx.stream or self._off_for(ctx):
             return
-        for text in reply_texts(response):
+        for text in iter_response_text(response):
             word = self.matcher.find(text)
             if word is not None:
                 raise self._banned(ctx, word, "reply")

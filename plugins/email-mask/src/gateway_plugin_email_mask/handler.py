@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gateway import Plugin, RequestContext, StreamText, hookimpl, iter_request_text_slots
+from gateway import Plugin, RequestContext, StreamText, hookimpl, iter_request_text_slots, iter_response_text_slots
 
 from gateway_plugin_email_mask.config import EmailMaskConfig
 
@@ -49,12 +49,8 @@ class EmailMask(Plugin):
     async def post_response(self, ctx: RequestContext, response: dict[str, Any]) -> None:
         if ctx.stream:
             return  # a stream was masked chunk by chunk; this is only its assembled copy
-        for choice in response.get("choices") or ():
-            message = choice.get("message") or {}
-            if isinstance(message.get("content"), str):
-                message["content"] = self._mask(message["content"], ctx, "reply")
-            if isinstance(choice.get("text"), str):
-                choice["text"] = self._mask(choice["text"], ctx, "reply")
+        for container, key in iter_response_text_slots(response):
+            container[key] = self._mask(container[key], ctx, "reply")
         ctx.set_header("x-email-mask-reply", str(ctx.state_for(self.name).get("reply", 0)))
 
     @hookimpl

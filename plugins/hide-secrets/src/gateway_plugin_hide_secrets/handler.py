@@ -25,7 +25,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
-from gateway import BadRequestError, Plugin, RequestContext, StreamText, hookimpl, iter_request_text_slots
+from gateway import BadRequestError, Plugin, RequestContext, StreamText, hookimpl, iter_request_text_slots, iter_response_text_slots
 from gateway_plugin_hide_secrets.config import HideSecretsConfig
 
 # Under the `gateway` logger, so the server's log level and format apply to it.
@@ -71,18 +71,6 @@ def stream_cut(text: str, may_contain: Callable[[str], bool], cap: int) -> int:
         m = _WHITESPACE.search(text, len(text) - cap)
         cut = len(text) if m is None else m.end()
     return cut
-
-
-def reply_text_slots(response: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
-    """Where a JSON reply's text is: each choice's `message.content` (chat) or `text`."""
-    for choice in response.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            yield message, "content"
-        if isinstance(choice.get("text"), str):
-            yield choice, "text"
 
 
 def chunks(text: str, size: int) -> Iterator[tuple[int, int]]:
@@ -194,7 +182,7 @@ class HideSecrets(Plugin):
         """A JSON reply's text (`hide_secrets_redact_replies`); a stream is redacted as it goes."""
         if ctx.stream or self._off_for(ctx):
             return
-        slots = list(reply_text_slots(response))
+        slots = list(iter_response_text_slots(response))
         if not slots:
             return
         redacted, types = await self.redact([c[k] for c, k in slots], request=False)

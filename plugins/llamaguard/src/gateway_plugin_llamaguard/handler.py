@@ -70,8 +70,10 @@ def read_categories(value: str | None, gateway: Any) -> str:
 
 def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
     """The request as Llama Guard turns: assistant messages are `Agent`, every other message
-    (user, system, tool) is `User`; a completion's `prompt` is one `User` turn. Text is taken
-    exactly as the core's `iter_request_text` takes it. Embedding inputs are not checked."""
+    (user, system, tool) is `User`; any other request's text (a completion's or an image's
+    `prompt`, a moderation's or speech's `input`, a rerank's query and documents) is `User`
+    turns. Text is taken exactly as the core's `iter_request_text` takes it. Embedding inputs
+    are not checked (the caller skips them: nobody reads an embedding)."""
     turns: list[tuple[str, str]] = []
     messages = body.get("messages")
     if isinstance(messages, list):
@@ -82,8 +84,8 @@ def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
             for text in iter_request_text({"messages": [message]}):
                 if text.strip():
                     turns.append((label, text))
-    elif "prompt" in body:
-        turns = [(USER, t) for t in iter_request_text({"prompt": body["prompt"]}) if t.strip()]
+    else:
+        turns = [(USER, t) for t in iter_request_text(body) if t.strip()]
     return turns
 
 
@@ -155,7 +157,7 @@ class LlamaGuard(Plugin):
     @hookimpl
     async def pre_request(self, ctx: RequestContext) -> None:
         """Block an unsafe conversation with 400; raise (a guard failure) when there is no verdict."""
-        turns = conversation(ctx.body)
+        turns = conversation(ctx.body) if ctx.call_type != "aembedding" else []
         if not turns:
             return
         if self._executor is None or self._client is None:

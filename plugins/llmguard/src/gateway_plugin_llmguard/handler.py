@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text, iter_request_text_slots
+from gateway import BadRequestError, Plugin, RequestContext, hookimpl, iter_request_text, iter_request_text_slots, iter_response_text
 from gateway_plugin_llmguard.config import LLMGuardConfig
 
 # Under the `gateway` logger, so the server's log level and format apply to it.
@@ -53,16 +53,8 @@ def prompt_text(body: dict[str, Any]) -> str:
 
 
 def reply_texts(response: dict[str, Any]) -> list[str]:
-    """The non-empty text of each choice of a JSON reply: chat `message.content`, completion `text`."""
-    texts = []
-    for choice in response.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else choice.get("text")
-        if isinstance(text, str) and text:
-            texts.append(text)
-    return texts
+    """The non-empty pieces of a JSON reply's text, whatever the route (`gateway.iter_response_text`)."""
+    return [text for text in iter_response_text(response) if text]
 
 
 def display_url(url: str) -> str:
