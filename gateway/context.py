@@ -239,6 +239,9 @@ class Outcome:
     end_time: float = field(default_factory=time.time)
     #: What plugins recorded with `ctx.annotate`, by plugin name.
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: A fixed cost in USD for the call (a pass-through endpoint's `cost_per_request`); None: the
+    #: cost is priced from `usage` and the deployment's price.
+    cost: float | None = None
 
 
 @dataclass(slots=True)

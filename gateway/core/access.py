@@ -90,11 +90,14 @@ class RouteSet:
         self.plain: set[str] = set()
         self.templates: list[re.Pattern[str]] = []
         for r in routes:
-            regex = _template_regex(r)
-            if regex is None:
-                self.plain.add(r.rstrip("/") or "/")
-            else:
-                self.templates.append(regex)
+            self.add(r)
+
+    def add(self, route: str) -> None:
+        regex = _template_regex(route)
+        if regex is None:
+            self.plain.add(route.rstrip("/") or "/")
+        else:
+            self.templates.append(regex)
 
     def matches(self, path: str) -> bool:
         if path in self.plain or (path.rstrip("/") or "/") in self.plain:
@@ -147,6 +150,16 @@ class AccessPolicy:
         # Management routes whose handlers decide who may call them (a team admin adds its team's models).
         self.self_checked = RouteSet(["/model/new", "/model/update", "/model/delete", "/model/{model_id}/update",
                                       "/key/generate", "/key/list", "/key/delete"])
+        self.keyed = RouteSet(())  # routes any key may call (pass-through endpoints with auth: true)
+
+    def add_routes(self, *, public: Iterable[str] = (), keyed: Iterable[str] = ()) -> None:
+        """Routes mounted from the config (pass-through endpoints): `public` need no key (auth: false,
+        LiteLLM's default); `keyed` take any valid key, as the LLM routes do. `allowed_routes` and
+        `admin_only_routes` apply to them as to every route."""
+        for route in public:
+            self.public.add(route)
+        for route in keyed:
+            self.keyed.add(route)
 
     def is_public(self, path: str) -> bool:
         return self.public.matches(path)
@@ -161,7 +174,7 @@ class AccessPolicy:
             return
         if self.admin_only.matches(path):
             raise PermissionDeniedError(f"user not allowed to access this route. Route={path} is an admin only route")
-        if (self.llm.matches(path) or self.info.matches(path) or self.spend.matches(path)
-                or self.self_checked.matches(path)):
+        if (self.llm.matches(path) or self.keyed.matches(path) or self.info.matches(path)
+                or self.spend.matches(path) or self.self_checked.matches(path)):
             return
         raise PermissionDeniedError(f"Only proxy admin can access this route. Route={path}")

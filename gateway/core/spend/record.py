@@ -134,7 +134,10 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
     dep = ctx.deployment
     # A failure is billed for the usage it reports: a stream cut short reports what was sent and
     # received (estimated); other failures report none. A blocked call is not billed.
-    spend = prices.cost(dep, usage) if outcome.status in ("success", "failure") and not ctx.cache_hit else 0.0
+    if outcome.cost is not None:  # a fixed price per call (pass-through endpoints)
+        spend = float(outcome.cost)
+    else:
+        spend = prices.cost(dep, usage) if outcome.status in ("success", "failure") and not ctx.cache_hit else 0.0
     api_key = principal.api_key or (master_key_hash if principal.is_admin else None)
     request_id = (response or {}).get("id") if isinstance((response or {}).get("id"), str) else None
     if ctx.cache_hit:  # an answer served again: its id is the first call's, the row is this call's
