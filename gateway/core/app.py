@@ -181,6 +181,7 @@ def create_app(settings: Settings) -> Quart:
                 name = f"{blueprint.name}_{n}"
             app.register_blueprint(blueprint, name=name)
     app.register_blueprint(docs.blueprint(gw.docs))
+    pass_through.install(app, gw)  # last route mounted: its paths are checked against every route above
     gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)
 
     policy = gw.access
