@@ -29,7 +29,8 @@ from aiohttp import web
 
 ALLOWED_PARAMS = frozenset({"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
                             "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-                            "container", "mcp_servers", "context_management", "output_config", "inference_geo"})
+                            "container", "mcp_servers", "context_management", "output_config", "inference_geo",
+                            "speed"})
 USER_BLOCKS = frozenset({"text", "image", "document", "tool_result", "search_result"})
 ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking", "server_tool_use",
                               "web_search_tool_result"})

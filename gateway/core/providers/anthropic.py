@@ -46,7 +46,7 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                504: "timeout_error", 529: "overloaded_error"}
 #: Messages API parameters with no OpenAI equivalent, sent as the client (or `extra_body`) gave them.
-NATIVE_PARAMS = ("top_k", "container", "mcp_servers", "context_management", "inference_geo")
+NATIVE_PARAMS = ("top_k", "container", "mcp_servers", "context_management", "inference_geo", "speed")
 HOSTED_TOOLS = ("web_search", "bash", "text_editor", "code_execution", "computer_", "web_fetch", "memory")
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # Anthropic refuses e-mail addresses and phone numbers as metadata.user_id (LiteLLM's _valid_user_id).
@@ -131,6 +131,8 @@ def _tool_result(msg: dict[str, Any], where: str, betas: set[str]) -> dict[str, 
     if not isinstance(call_id, str) or not call_id:
         raise _bad(f"{where}.tool_call_id is required for a tool message", "messages")
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
+    if msg.get("is_error") is True:  # an Anthropic client's failed tool run (/v1/messages), kept for Claude
+        block["is_error"] = True
     content = msg.get("content")
     if isinstance(content, list):
         parts = [b for i, p in enumerate(content) if (b := _part(p, f"{where}.content.{i}", betas))]
@@ -463,8 +465,11 @@ def translate_reply(msg: dict[str, Any]) -> dict[str, Any]:
     if thinking:
         message["reasoning_content"] = "".join(b.get("thinking") or "" for b in thinking)
         message["thinking_blocks"] = thinking
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+    if msg.get("stop_reason") == "stop_sequence" and isinstance(msg.get("stop_sequence"), str):
+        choice["stop_sequence"] = msg["stop_sequence"]  # which one matched (read by /v1/messages)
     return {"id": msg.get("id"), "object": "chat.completion", "created": int(time.time()), "model": msg.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "choices": [choice],
             "usage": translate_usage(msg.get("usage") or {})}
 
 
@@ -587,7 +592,11 @@ class AnthropicStream:
             if finish == "tool_calls" and not self.tools and self.json_blocks:
                 finish = "stop"  # JSON mode: the forced tool's input was the answer
             self.finished = True
-            out.append(self._chunk({}, finish))
+            chunk = self._chunk({}, finish)
+            sequence = (ev.get("delta") or {}).get("stop_sequence")
+            if reason == "stop_sequence" and isinstance(sequence, str):
+                chunk["choices"][0]["stop_sequence"] = sequence  # which one matched (read by /v1/messages)
+            out.append(chunk)
         elif kind == "message_stop":
             if self.finished and not self.billed:
                 out.append(self._usage_chunk())
