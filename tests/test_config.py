@@ -359,3 +359,9 @@ def test_num_workers_starts_that_many_workers(tmp_path, fake_upstream):
         assert stop(proc) == 0
         assert time.monotonic() - started < 10
     assert "with 2 worker(s)" in (tmp_path / "server.log").read_text()
+
+
+def test_a_bad_responses_store_days_stops_start_up(tmp_path):
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "fake/m"}}],
+              "general_settings": {"responses_store_days": "forever"}}
+    assert "general_settings.responses_store_days: expected a number >= 0, got 'forever'" in startup_error(tmp_path, config)

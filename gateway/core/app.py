@@ -36,6 +36,7 @@ from gateway.core.spend import routes as spend_routes
 from gateway.core.spend.pricing import PriceTable
 from gateway.core.management import audit, budgets, end_users, keys, organizations, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
+from gateway.core.apis import response_store
 from gateway.core.routes import (docs, guardrails, health, info, llm, media, messages, model_hub, model_info,
                                  pass_through, responses)
 from gateway.core.settings import Settings, load_settings
@@ -67,6 +68,7 @@ class Gateway:
         self.access = AccessPolicy(settings.file.general_settings, extra_public=self.docs.public_routes())
         self.openapi: OpenAPIDocument = None  # type: ignore[assignment]  # set once the routes are mounted
         self.enforced_params = enforced_params(settings.file.general_settings.get("enforced_params"))
+        response_store.days_of(settings.file.general_settings)  # a bad responses_store_days stops start-up
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.guardrails = Selection([])  # the configured guardrails, set once plugins are built
         self.request_body_limit: int | None = None

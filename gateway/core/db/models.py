@@ -303,3 +303,22 @@ class DeadLetter(Model):
 
     class Meta:
         table = "dead_letters"
+
+
+class StoredResponse(Model):
+    # A Responses API reply kept (request `store` not false) for `previous_response_id`, retrieval,
+    # deletion and its input items: the owner (sha256 of the virtual key; null when an admin made
+    # it), the input items that led to it (earlier turns included, oldest first), the chat messages
+    # to continue from, and the response object as the client got it. Rows past the retention
+    # (`general_settings.responses_store_days`) are not served and are purged by `created_at`.
+    id = fields.CharField(primary_key=True, max_length=64)
+    api_key = fields.CharField(max_length=64, null=True, db_index=True)
+    model = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField(db_index=True)
+    status = fields.CharField(max_length=16)
+    input_items = fields.JSONField(default=list)
+    conversation = fields.JSONField(default=list)
+    response = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "stored_responses"
