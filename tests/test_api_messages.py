@@ -343,11 +343,11 @@ def test_virtual_key_by_x_api_key_and_spend_rows(gw, fake_upstream):
         with pytest.raises(anthropic.AuthenticationError):
             client.messages.create(model="gpt-x", max_tokens=10, messages=hello())
     assert fake_upstream.requests[0].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
-    row = rows[msg.id.removeprefix("msg_")]
+    row = rows[msg.id]  # the row carries the id the client saw
     assert row["call_type"] == "anthropic_messages" and row["status"] == "success" and row["end_user"] == "end-7"
     assert (row["prompt_tokens"], row["completion_tokens"], row["model_group"]) == (2, 4, "gpt-x")
     assert row["api_key"] != key and key not in json.dumps(rows)
-    assert rows[streamed.id.removeprefix("msg_")]["call_type"] == "anthropic_messages"
+    assert rows[streamed.id]["call_type"] == "anthropic_messages"
 
 
 def test_count_tokens(client, api):

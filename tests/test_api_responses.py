@@ -381,11 +381,13 @@ def test_hooks_see_chat_and_shape_the_reply(gateway_server, fake_upstream):
 
 
 def test_spend_rows_record_aresponses(gw, client, fake_upstream):
-    client.responses.create(model="gpt-test", input="bill me", metadata={"tags": "ignored"},
-                            extra_body={"tags": ["team-a"]})
-    list(client.responses.create(model="gpt-test", input="bill me too", stream=True))
+    made = client.responses.create(model="gpt-test", input="bill me", metadata={"tags": "ignored"},
+                                   extra_body={"tags": ["team-a"]})
+    events = list(client.responses.create(model="gpt-test", input="bill me too", stream=True))
     rows = gw.spend_logs(2)
     assert [r["call_type"] for r in rows] == ["aresponses", "aresponses"]
+    # each row under the response id the client saw, as LiteLLM logs it
+    assert {r["request_id"] for r in rows} == {made.id, events[-1].response.id}
     assert all(r["status"] == "success" and r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in rows)
     assert {"team-a"} <= {t for r in rows for t in r["request_tags"]}
     assert all(r["model_group"] == "gpt-test" for r in rows)

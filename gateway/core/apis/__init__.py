@@ -42,6 +42,10 @@ class StreamEncoder(Protocol):
         """The stream failed or was blocked after bytes left: the API's error event."""
         ...
 
+    #: The reply's id as the client saw it (`msg_...`, `resp_...`), once known: the spend row
+    #: carries it, so that `/spend/logs?request_id=` finds the call by that id.
+    reply_id: str | None
+
 
 class ChatAdapter(Protocol):
     #: The call type on spend rows.

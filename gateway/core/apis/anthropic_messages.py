@@ -154,10 +154,12 @@ class MessageStream:
         self.finish: Any = None
         self.sequence: str | None = None  # the stop sequence that matched, when the provider says
         self.usage: dict[str, Any] | None = None
+        self.reply_id: str | None = None  # the message id the client saw (its spend row carries it)
 
     def _start(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         self.started = True
-        message = {"id": message_id(chunk.get("id")), "type": "message", "role": "assistant",
+        self.reply_id = message_id(chunk.get("id"))
+        message = {"id": self.reply_id, "type": "message", "role": "assistant",
                    "model": chunk.get("model") or self.model, "content": [], "stop_reason": None,
                    "stop_sequence": None, "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
         return [{"type": "message_start", "message": message}, {"type": "ping"}]

@@ -151,6 +151,11 @@ class ResponsesEncoder:
         self.model: str | None = None
         self.final: dict[str, Any] | None = None
 
+    @property
+    def reply_id(self) -> str:
+        """The response id the client saw (its spend row carries it)."""
+        return self.turn.id
+
     # -- events -----------------------------------------------------------------------------------
     def _event(self, kind: str, **data: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **data}

@@ -225,11 +225,11 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         resp = _error(exc, ctx.request_id, adapter)
         _stamp(gw, ctx, resp)
         return resp
-    finish(gw, ctx, "success", 200, response=data, usage=_usage_of(data))
+    rendered = adapter.from_chat(data, ctx) if adapter is not None else None
+    finish(gw, ctx, "success", 200, response=_as_seen(data, rendered), usage=_usage_of(data))
     if plan is not None and hit is None:
         gw.cache.keep(plan, raw)
-    if adapter is not None:
-        rendered = adapter.from_chat(data, ctx)
+    if rendered is not None:
         await apis.stored(adapter, ctx, rendered)
         raw = orjson.dumps(rendered)
     resp = Response(raw, status=200, content_type="application/json")
@@ -275,6 +275,13 @@ async def _close_unused(call: "asyncio.Future[Any]") -> None:
     if call.done() and not call.cancelled() and call.exception() is None:
         reply, _ = call.result()
         await reply.close()
+
+
+def _as_seen(reply: dict[str, Any], rendered: dict[str, Any] | None) -> dict[str, Any]:
+    """The chat reply for the spend row, under the id the client saw (`resp_...`, `msg_...`), so
+    that `/spend/logs?request_id=` finds it by that id."""
+    seen = rendered.get("id") if isinstance(rendered, dict) else None
+    return {**reply, "id": seen} if isinstance(seen, str) else reply
 
 
 def _stamp(gw: Any, ctx: RequestContext, resp: Response, streaming: bool = False) -> None:
@@ -324,6 +331,8 @@ def _stream_response(gw: Any, ctx: RequestContext, reply: Any, wants_usage: bool
             gw.cache.keep(plan, result)
         # No error but not a success: the client went away mid-stream (nginx's 499).
         http_status = 200 if status == "success" else (error.status if error else 499)
+        if result is not None and getattr(encoder, "reply_id", None):
+            result = {**result, "id": encoder.reply_id}  # the id the client saw, for the spend row
         finish(gw, ctx, status, http_status, response=result, usage=assembler.usage, error=error,
                estimated=assembler.usage_estimated)
         gw.access_log.stream_finished(ctx, http_status)
