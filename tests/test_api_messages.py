@@ -269,10 +269,13 @@ def test_claude_code_request_shape(gw, api, fake_upstream, model):
         assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
         assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024} and "context_management" in sent
         assert sent["tools"][0]["input_schema"]["$schema"].startswith("http://json-schema.org")
+        assert "claude-code-20250219" in api.last.headers["anthropic-beta"].split(",")  # the client's betas go on
+        assert "anthropic_beta" not in sent
     else:
         sent = fake_upstream.requests[-1].json
         assert sent["reasoning_effort"] == "low" and sent["user"].startswith("user_")
-        assert not {"thinking", "context_management"} & set(sent)
+        assert not {"thinking", "context_management", "anthropic_beta"} & set(sent)
+        assert "anthropic-beta" not in fake_upstream.requests[-1].headers
 
 
 # -- (c) the built-in fake provider, hooks, refusals, keys, spend -------------------------------

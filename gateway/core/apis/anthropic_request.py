@@ -27,7 +27,7 @@ TRANSLATED = frozenset({"model", "messages", "system", "max_tokens", "stop_seque
                         "thinking", "metadata", "litellm_metadata", "output_config", "output_format", "cache_control"})
 #: Anthropic-only hints with nothing to apply them elsewhere: sent to Claude, dropped for other
 #: models (whose reply then reports none applied: no `context_management` edits, no diagnostics).
-CLAUDE_HINTS = frozenset({"context_management", "speed", "diagnostics"})
+CLAUDE_HINTS = frozenset({"context_management", "speed", "diagnostics", "anthropic_beta"})
 #: Anthropic-defined tools the client runs: the model calls them with `tool_use` blocks, so they
 #: round-trip through chat, but only Claude knows their schemas.
 CLIENT_TOOLS = ("bash_", "text_editor_", "computer_", "memory_")

@@ -608,9 +608,18 @@ class AnthropicStream:
 
 # -- the provider ------------------------------------------------------------------------------
 #: The chat request fields translated to the Messages API (and Anthropic's own, passed as they are).
+def _requested_betas(value: Any) -> set[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        return set()
+    return {b.strip() for b in value if isinstance(b, str) and b.strip() and "\r" not in b and "\n" not in b}
+
+
 CHAT_PARAMS = frozenset({"max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools",
                          "tool_choice", "parallel_tool_calls", "web_search_options", "response_format",
-                         "service_tier", "thinking", "reasoning_effort", "output_config", *NATIVE_PARAMS})
+                         "service_tier", "thinking", "reasoning_effort", "output_config", "anthropic_beta",
+                         *NATIVE_PARAMS})
 
 
 class Anthropic(Provider):
@@ -624,7 +633,9 @@ class Anthropic(Provider):
     supported_params = {"acompletion": CHAT_PARAMS}
 
     def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
-        betas: set[str] = set()
+        # `anthropic_beta`: betas the client asked for (the `anthropic-beta` header on /v1/messages,
+        # or the field), sent with the ones the request's features need
+        betas = _requested_betas(body.get("anthropic_beta"))
         payload = translate_request(body, stream, betas)
         extra_body = getattr(dep, "extra_body", None)
         if extra_body:  # LiteLLM sends a deployment's extra_body to the provider as it is

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, current_app, g
+from quart import Blueprint, Response, current_app, g, request
 from quart_schema import document_request, document_response, tag_blueprint
 
 from gateway.core.apis.anthropic_messages import AnthropicMessages, estimate_tokens, error_body, is_claude, to_chat
@@ -128,6 +128,9 @@ async def create_message() -> Response:
         return _error(exc)
     group = await _group(body.get("model"))
     adapter = NATIVE if group and all(is_claude(d) for d in group) else TRANSLATED
+    betas = request.headers.get("anthropic-beta")
+    if betas and "anthropic_beta" not in body:  # Claude Code's betas, for a Claude deployment to send on
+        body["anthropic_beta"] = betas
     return await llm.serve("acompletion", body, adapter=adapter)
 
 
