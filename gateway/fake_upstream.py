@@ -1,8 +1,10 @@
 """A model provider on loopback for tests and demos: a real HTTP server speaking the OpenAI wire format.
 
-It answers chat, completions and embeddings (JSON, and SSE for streams) and can be told what to
-reply, how to cut a stream into chunks, how long to wait, which error to answer and which usage to
-report. It records every request, so tests check what an upstream received.
+It answers chat, completions and embeddings (JSON, and SSE for streams), images, speech,
+transcriptions (multipart form data), moderations and a Cohere-shaped `/rerank` (as vLLM and Jina
+serve it), and can be told what to reply, how to cut a stream into chunks, how long to wait, which
+error to answer and which usage to report. It records every request, so tests check what an
+upstream received.
 
 Three ways to script it (docs/testing-a-plugin.md has the details):
 
@@ -22,10 +24,16 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import io
 import json as jsonlib
+import re
 import sys
 import threading
 import time
+import uuid
+import wave
+from email.parser import BytesParser
+from email.policy import HTTP
 from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -66,7 +74,9 @@ class RecordedRequest:
 
     - `method`, `path` (e.g. "/v1/chat/completions"), `query` (dict of str)
     - `headers`: a `Headers` dict, case-insensitive lookups
-    - `json`: the parsed JSON body (None when the body was not JSON); `body`: the raw bytes
+    - `json`: the parsed JSON body (None when the body was not JSON; for multipart form data, the
+      text fields, `name[]` fields as lists); `body`: the raw bytes
+    - `files`: the files of a multipart body, `{name: {"filename", "content_type", "content"}}`
     - `stream`: True when the body asked for a stream
     - `text`: the client text of the call (message contents, `prompt`, `input`), joined by newlines
     """
@@ -77,6 +87,7 @@ class RecordedRequest:
     headers: Headers
     json: Any
     body: bytes = b""
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def stream(self) -> bool:
@@ -104,7 +115,10 @@ class Script:
     - `status`: answer this HTTP error status instead, with an OpenAI error body of `message` and
       `type` (default "upstream exploded", "server_error").
     - `usage`: the usage to report, e.g. `{"prompt_tokens": 3, "completion_tokens": 5}`
-      (`total_tokens` is added when missing); `false` to report none at all.
+      (`total_tokens` is added when missing); `false` to report none at all. Images and
+      transcriptions report it as given (`{"type": "duration", "seconds": 3}` by default for
+      transcriptions); for rerank it is the reply's `meta.billed_units` (default
+      `{"search_units": 1}`).
     - `stream_error_after`: after N streamed chunks, send an SSE `error` event and end the stream.
     - `break_stream_after`: after N streamed chunks, close the connection (an upstream dying).
     """
@@ -250,6 +264,9 @@ class FakeUpstream:
             app.router.add_post(f"{prefix}/chat/completions", self._handle)
             app.router.add_post(f"{prefix}/completions", self._handle)
             app.router.add_post(f"{prefix}/embeddings", self._handle)
+            for path in ("images/generations", "audio/speech", "audio/transcriptions", "moderations", "rerank"):
+                app.router.add_post(f"{prefix}/{path}", self._media)
+        app.router.add_post("/v2/rerank", self._media)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/models", self._models)
 
@@ -387,6 +404,146 @@ class FakeUpstream:
             return web.json_response(out)
         return await self._stream(request, body, s, chat, ident, created, model, text, usage)
 
+    # -- images, audio, moderations, rerank -------------------------------------------------------
+    async def _media(self, request: Any) -> Any:
+        from aiohttp import web
+
+        raw = await request.read()
+        files: dict[str, dict[str, Any]] = {}
+        if request.content_type == "multipart/form-data":
+            body, files = _form(request.headers.get("Content-Type", ""), raw)
+        else:
+            try:
+                body = jsonlib.loads(raw) if raw else None
+            except ValueError:
+                body = None
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
+                                             Headers(request.headers), body, raw, files))
+        try:
+            s = self._request_script(request, body)
+        except ScriptError as exc:
+            return web.json_response({"error": {"message": f"fake upstream: bad script: {exc}",
+                                                "type": "invalid_request_error", "param": SCRIPT_FIELD}}, status=400)
+        if s is None:
+            s = self.scripts.popleft() if self.scripts else Script()
+        delay = s.delay if s.delay is not None else self.delay
+        if delay:
+            await asyncio.sleep(delay)
+        if s.status is not None:
+            return web.json_response({"error": {"message": s.message, "type": s.type, "param": None,
+                                                "code": None}}, status=s.status)
+        if not isinstance(body, dict):
+            return web.json_response({"error": {"message": "invalid body", "type": "invalid_request_error"}},
+                                     status=400)
+        kind = request.path.rsplit("/", 2)
+        handler = {"generations": self._images, "speech": self._speech, "transcriptions": self._transcription,
+                   "moderations": self._moderations, "rerank": self._rerank}[kind[-1]]
+        return handler(body, files, s)
+
+    def _given_usage(self, s: Script, default: dict[str, Any] | None) -> dict[str, Any] | None:
+        usage = s.usage if s.usage is not None else self.usage
+        if usage is False:
+            return None
+        return dict(usage) if isinstance(usage, dict) else default
+
+    def _images(self, body: dict[str, Any], files: Any, s: Script) -> Any:
+        from aiohttp import web
+
+        n = body.get("n") or 1
+        prompt = str(body.get("prompt") or "")
+        item: dict[str, Any] = {"revised_prompt": s.reply if s.reply is not None else f"upstream drew: {prompt}"}
+        if body.get("response_format") == "b64_json":
+            item["b64_json"] = base64.b64encode(hashlib.sha256(prompt.encode()).digest()).decode()
+        else:
+            item["url"] = f"{self.root}/images/{hashlib.sha256(prompt.encode()).hexdigest()[:16]}.png"
+        out: dict[str, Any] = {"created": int(time.time()), "data": [dict(item) for _ in range(int(n))]}
+        usage = self._given_usage(s, None)
+        if usage is not None:
+            out["usage"] = usage
+        return web.json_response(out)
+
+    def _speech(self, body: dict[str, Any], files: Any, s: Script) -> Any:
+        from aiohttp import web
+
+        fmt = body.get("response_format") or "mp3"
+        samples = hashlib.sha256(str(body.get("input") or "").encode()).digest() * 50  # 1600 bytes: 0.1 s
+        if fmt == "wav":
+            buffer = io.BytesIO()
+            with wave.open(buffer, "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(8000)
+                out.writeframes(samples)
+            data = buffer.getvalue()
+        else:
+            data = samples
+        kinds = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
+                 "wav": "audio/wav", "pcm": "audio/pcm"}
+        return web.Response(body=data, content_type=kinds.get(fmt, "application/octet-stream"))
+
+    def _transcription(self, body: dict[str, Any], files: dict[str, dict[str, Any]], s: Script) -> Any:
+        from aiohttp import web
+
+        upload = files.get("file")
+        if upload is None:
+            return web.json_response({"error": {"message": "file is required", "type": "invalid_request_error",
+                                                "param": "file"}}, status=400)
+        try:
+            with wave.open(io.BytesIO(upload["content"])) as audio:
+                seconds = audio.getnframes() / audio.getframerate()
+        except (wave.Error, EOFError):
+            seconds = 1.0
+        text = s.reply if s.reply is not None else self.reply if self.reply is not None else \
+            f"upstream heard {upload['filename']}"
+        fmt = body.get("response_format") or "json"
+        usage = self._given_usage(s, {"type": "duration", "seconds": max(1, round(seconds + 0.4999))})
+        if fmt in ("text", "srt", "vtt"):
+            from gateway.core.providers.fake import subtitles
+
+            return web.Response(text=subtitles(fmt, text, seconds), content_type="text/plain")
+        out: dict[str, Any] = {"text": text}
+        if fmt == "verbose_json":
+            out = {"task": "transcribe", "language": body.get("language") or "english", "duration": seconds,
+                   "text": text, "segments": [{"id": 0, "start": 0.0, "end": seconds, "text": text}]}
+        if usage is not None:
+            out["usage"] = usage
+        return web.json_response(out)
+
+    def _moderations(self, body: dict[str, Any], files: Any, s: Script) -> Any:
+        from aiohttp import web
+
+        inputs = body.get("input")
+        items = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        results = []
+        for item in items:
+            violent = bool(set(re.findall(r"[a-z]+", str(item).lower())) & {"kill", "hurt", "attack"})
+            categories = {c: c == "violence" and violent for c in ("harassment", "hate", "self-harm", "sexual",
+                                                                     "violence")}
+            results.append({"flagged": violent, "categories": categories,
+                            "category_scores": {c: 0.97 if v else 0.01 for c, v in categories.items()}})
+        return web.json_response({"id": "modr-" + uuid.uuid4().hex[:20], "model": body.get("model"),
+                                  "results": results})
+
+    def _rerank(self, body: dict[str, Any], files: Any, s: Script) -> Any:
+        from aiohttp import web
+
+        query = set(re.findall(r"\w+", str(body.get("query") or "").lower()))
+        documents = [d if isinstance(d, str) else str((d or {}).get("text", "")) for d in body.get("documents") or []]
+        scores = [(len(query & set(re.findall(r"\w+", d.lower()))) / (len(query) or 1), i)
+                  for i, d in enumerate(documents)]
+        scores.sort(key=lambda x: (-x[0], x[1]))
+        results = []
+        for score, i in scores[: body.get("top_n") or len(scores)]:
+            result: dict[str, Any] = {"index": i, "relevance_score": round(score, 4)}
+            if body.get("return_documents"):
+                result["document"] = {"text": documents[i]}
+            results.append(result)
+        out: dict[str, Any] = {"id": str(uuid.uuid4()), "model": body.get("model"), "results": results}
+        billed = self._given_usage(s, {"search_units": 1})
+        if billed is not None:
+            out["meta"] = {"billed_units": billed}
+        return web.json_response(out)
+
     async def _stream(self, request: Any, body: dict[str, Any], s: Script, chat: bool, ident: str,
                       created: int, model: str, text: str, usage: dict[str, Any] | None) -> Any:
         from aiohttp import web
@@ -438,11 +595,29 @@ class FakeUpstream:
         return resp
 
 
+def _form(content_type: str, raw: bytes) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A multipart/form-data body: its text fields (`name[]` ones as lists) and its files."""
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    fields: dict[str, Any] = {}
+    files: dict[str, dict[str, Any]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition") or ""
+        content = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = {"filename": filename, "content_type": part.get_content_type(), "content": content}
+        elif name.endswith("[]"):
+            fields.setdefault(name[:-2], []).append(content.decode())
+        else:
+            fields[name] = content.decode()
+    return fields, files
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gateway.fake_upstream",
         description="A fake OpenAI-compatible model server on loopback (chat, completions, embeddings; "
-                    "JSON and SSE). Point a deployment's api_base at the printed URL. Any request may "
+                    "JSON and SSE; images, speech, transcriptions, moderations, rerank). Point a deployment's api_base at the printed URL. Any request may "
                     f"carry its own script in the {SCRIPT_HEADER} header or a {SCRIPT_FIELD} body field.")
     p.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

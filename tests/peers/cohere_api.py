@@ -1,7 +1,7 @@
 """A fake Cohere API v2 on loopback: a real HTTP server speaking Cohere's wire format.
 
-It serves `POST /v2/chat` (one JSON reply, or with `"stream": true` an SSE stream of typed events)
-and `POST /v2/embed`, shaped as the official `cohere` SDK's types read them (cohere 7.x,
+It serves `POST /v2/chat` (one JSON reply, or with `"stream": true` an SSE stream of typed events),
+`POST /v2/embed` and `POST /v2/rerank`, shaped as the official `cohere` SDK's types read them (cohere 7.x,
 `cohere.v2.types`; tests/peers/cohere_sdk_check.py has the SDK talk to this fake and parse every
 reply and event). Like Cohere:
 
@@ -17,7 +17,10 @@ reply and event). Like Cohere:
   `content-delta`, `content-end`, `tool-plan-delta`, `tool-call-start`, `tool-call-delta`,
   `tool-call-end`, `message-end` (finish reason and usage), then `data: [DONE]`;
 - `/v2/embed` needs `embedding_types` and `input_type`, and answers `embeddings_by_type` with
-  `meta.billed_units.input_tokens`.
+  `meta.billed_units.input_tokens`;
+- `/v2/rerank` takes documents as strings only (v2 has no `return_documents`), and answers
+  `results` (`index`, `relevance_score`, best first, `top_n` of them) with
+  `meta.billed_units.search_units` (one per 100 documents).
 
 Stricter than Cohere, to catch translation mistakes: unknown fields (top-level, in messages, in
 tools) are 400, and so is a tool result whose `tool_call_id` no earlier assistant call carries.
@@ -43,7 +46,8 @@ from aiohttp import web
 
 DEFAULT_MODELS = ("command-r", "command-r-plus", "command-r-08-2024", "command-r-plus-08-2024", "command-r7b-12-2024",
                   "command-a-03-2025", "command-a-vision-07-2025", "command-a-reasoning-08-2025",
-                  "embed-english-v3.0", "embed-multilingual-v3.0", "embed-v4.0")
+                  "embed-english-v3.0", "embed-multilingual-v3.0", "embed-v4.0", "rerank-v3.5",
+                  "rerank-english-v3.0", "rerank-multilingual-v3.0")
 CHAT_FIELDS = {"model", "messages", "tools", "strict_tools", "documents", "citation_options", "response_format",
                "safety_mode", "max_tokens", "stop_sequences", "temperature", "seed", "frequency_penalty",
                "presence_penalty", "k", "p", "logprobs", "tool_choice", "thinking", "priority", "stream"}
@@ -54,6 +58,7 @@ MESSAGE_FIELDS = {"system": {"role", "content"}, "user": {"role", "content"},
                   "tool": {"role", "content", "tool_call_id"}}
 CONTENT_TYPES = {"system": {"text"}, "user": {"text", "image_url"}, "assistant": {"text", "thinking"},
                  "tool": {"text", "document"}}
+RERANK_FIELDS = {"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority"}
 INPUT_TYPES = {"search_document", "search_query", "classification", "clustering", "image"}
 
 
@@ -81,6 +86,8 @@ class Script:
       `tokens` counts (default: billed + 60 input, the prompt template Cohere does not bill);
       `cached_tokens`; `usage=False` leaves usage out.
     - `embeddings`: the vectors `/v2/embed` returns.
+    - `scores`: the relevance score of each document `/v2/rerank` ranks (default: shared words);
+      `search_units`: the billed search units it reports.
     - `status`: answer this HTTP status with `{"id", "message": error}`; `raw`: these bytes as the
       body (with `status`, default 200); `cut`: end the stream before `message-end`;
       `done_marker=False`: no `data: [DONE]` at the end; `delay`: seconds to wait first.
@@ -101,6 +108,8 @@ class Script:
     cached_tokens: int | None = None
     usage: bool = True
     embeddings: list[list[float]] | None = None
+    scores: list[float] | None = None
+    search_units: int | None = None
     status: int | None = None
     raw: bytes | None = None
     cut: bool = False
@@ -161,6 +170,7 @@ class FakeCohere:
         app = web.Application()
         app.router.add_post("/v2/chat", self._chat)
         app.router.add_post("/v2/embed", self._embed)
+        app.router.add_post("/v2/rerank", self._rerank)
         self._loop = _Loop()
 
         async def boot() -> int:
@@ -349,6 +359,29 @@ class FakeCohere:
             meta["billed_units"] = {"input_tokens": billed}
         return web.json_response({"id": str(uuid.uuid4()), "embeddings": embeddings, "texts": texts, "meta": meta,
                                   "response_type": "embeddings_by_type"})
+
+
+    async def _rerank(self, request: web.Request) -> Any:
+        body, s, early = await self._read(request, RERANK_FIELDS)
+        if early is not None:
+            return early
+        query, documents, top_n = body.get("query"), body.get("documents"), body.get("top_n")
+        if not isinstance(query, str) or not query:
+            return _error(400, "invalid request: query must be a non-empty string")
+        if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+            return _error(400, "invalid request: documents must be a non-empty list of strings")
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            return _error(400, "invalid request: top_n must be a positive integer")
+        words = set(query.lower().split())
+        scores = s.scores if s.scores is not None else [
+            round(len(words & set(d.lower().split())) / len(words), 4) for d in documents]
+        ranked = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[: top_n or len(documents)]
+        meta: dict[str, Any] = {"api_version": {"version": "2"}}
+        if s.usage:
+            units = s.search_units if s.search_units is not None else math.ceil(len(documents) / 100)
+            meta["billed_units"] = {"search_units": units}
+        return web.json_response({"id": str(uuid.uuid4()), "meta": meta,
+                                  "results": [{"index": i, "relevance_score": scores[i]} for i in ranked]})
 
 
 # -- what Cohere's request types refuse --------------------------------------------------------

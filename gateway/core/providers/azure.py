@@ -2,7 +2,9 @@
 (`azure_ai/`). Both speak OpenAI's wire format (`passthrough`), except `azure/responses/<deployment>`
 deployments, which `check` hands to a `responses_bridge.ResponsesBridge`.
 
-Azure OpenAI URLs: `{base}/openai/deployments/{deployment}/{path}?api-version={version}`; with
+Azure OpenAI serves chat, completions, embeddings, image generation and audio (transcription and
+speech) at the same deployment paths as OpenAI's (`images/generations`, `audio/transcriptions`,
+`audio/speech`). URLs: `{base}/openai/deployments/{deployment}/{path}?api-version={version}`; with
 `api_version: preview | latest | v1`, the v1 API `{base}/openai/v1/{path}` (the deployment in the
 body's `model`; `?api-version=preview` for preview). Responses: `{base}/openai/responses?api-version=...`
 or `{base}/openai/v1/responses`.
@@ -27,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway.core.providers import entra, responses_bridge
-from gateway.core.providers.openai_family import PATHS, OpenAICompatible
+from gateway.core.providers.openai_family import ALL_CALLS, PATHS, OpenAICompatible
 from gateway.core.providers.responses_bridge import RESPONSES_PREFIX
 from gateway.provider import Provider
 
@@ -53,6 +55,7 @@ class Azure(OpenAICompatible):
     """Azure OpenAI: deployments API or v1 API, api keys or Entra ID tokens."""
 
     api_base_env = ("AZURE_API_BASE",)
+    call_types = ALL_CALLS | {"aimage_generation", "atranscription", "aspeech"}
 
     def __init__(self, name: str) -> None:
         super().__init__(name, None, ("AZURE_API_KEY",), "Azure")

@@ -1,7 +1,8 @@
-"""The native `cohere/` provider: OpenAI chat and embedding calls over Cohere's API v2.
+"""The native `cohere/` provider: OpenAI chat and embedding calls, and rerank, over Cohere's API v2.
 
 - chat -> `POST {api_base}/v2/chat` (`stream: true` for streams: SSE events, one JSON object each);
-- embeddings -> `POST {api_base}/v2/embed`.
+- embeddings -> `POST {api_base}/v2/embed`;
+- rerank -> `POST {api_base}/v2/rerank` (`cohere_rerank.py`).
 
 `cohere_chat/` (the prefix LiteLLM's own docs use for Cohere's v2 chat) is the same provider, and
 `cohere_chat/v1/<model>` (LiteLLM's way to ask for the v1 API) is served through v2 too. The key
@@ -33,13 +34,14 @@ from typing import Any
 
 import orjson
 
+from gateway.core.providers import cohere_rerank
 from gateway.errors import BadRequestError, GatewayError
 from gateway.provider import Provider, ProviderError, UpstreamRequest
 
-PATHS = {"acompletion": "/v2/chat", "aembedding": "/v2/embed"}
+PATHS = {"acompletion": "/v2/chat", "aembedding": "/v2/embed", "arerank": cohere_rerank.PATH}
 PREFIX = "CohereException - "
 #: What users append to the base URL, all meaning Cohere's root.
-BASE_SUFFIXES = ("/v2/chat", "/v1/chat", "/v2/embed", "/v1/embed", "/v2", "/v1")
+BASE_SUFFIXES = ("/v2/chat", "/v1/chat", "/v2/embed", "/v1/embed", "/v2/rerank", "/v1/rerank", "/v2", "/v1")
 FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls"}
 #: Finish reasons that mean the generation failed: (status, type) of the error the client gets.
 FAILED = {"ERROR": (502, "api_error"), "TIMEOUT": (504, "timeout")}
@@ -583,6 +585,7 @@ SUPPORTED = {
     "acompletion": frozenset({s for s, _ in SAMPLING} | set(NATIVE_CHAT) | {
         "stop", "n", "tools", "functions", "tool_choice", "response_format", "reasoning_effort", "thinking"}),
     "aembedding": frozenset({"dimensions", *NATIVE_EMBED}),
+    "arerank": cohere_rerank.SUPPORTED,
 }
 
 
@@ -602,6 +605,8 @@ class Cohere(Provider):
             if body["model"].startswith("v1/"):  # LiteLLM's `cohere_chat/v1/<model>`: the same model, via v2
                 body = {**body, "model": body["model"][3:]}
             payload = translate_chat(dep, body, stream)
+        elif call_type == "arerank":
+            payload = cohere_rerank.translate_request(body)
         else:
             payload = translate_embed(dep, body)
         if dep.extra_body:  # LiteLLM sends a deployment's extra_body to the provider as it is
@@ -621,6 +626,8 @@ class Cohere(Provider):
         if not isinstance(reply, dict):
             raise ValueError("not a JSON object")
         model = _model_of(dep)
+        if call_type == "arerank":
+            return cohere_rerank.translate_reply(reply)
         if call_type == "aembedding":
             return translate_embeddings(reply, model)
         return translate_reply(reply, model)

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
-import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.core.logsafe import capped_body, safe_headers
@@ -29,7 +28,9 @@ from gateway.errors import BadRequestError, UpstreamConnectionError, UpstreamTim
 log = logging.getLogger("gateway.upstream")
 
 CONNECT_TIMEOUTS = tuple(t for t in (getattr(aiohttp, "ConnectionTimeoutError", None), httpx.ConnectTimeout) if t)
-CALL_NAMES = {"acompletion": "chat completions", "atext_completion": "text completions", "aembedding": "embeddings"}
+CALL_NAMES = {"acompletion": "chat completions", "atext_completion": "text completions", "aembedding": "embeddings",
+              "aimage_generation": "image generations", "atranscription": "audio transcriptions",
+              "aspeech": "audio speech", "amoderation": "moderations", "arerank": "rerank"}
 
 
 class HttpReply:
@@ -247,8 +248,11 @@ class SessionPool:
 
 def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
     if log.isEnabledFor(logging.DEBUG):  # credential-bearing headers masked, the body capped
+        kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        # A multipart body carries audio: its size is logged, never its bytes.
+        shown = f"<{kind.split(';')[0]}, {len(content)} bytes>" if kind.startswith("multipart/") else capped_body(content)
         log.debug("POST Request Sent from gateway: POST %s headers=%s body=%s", safe_url(url),
-                  safe_headers(headers), capped_body(content))
+                  safe_headers(headers), shown)
 
 
 async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:

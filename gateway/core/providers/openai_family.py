@@ -1,20 +1,45 @@
 """The providers that speak OpenAI's wire format (OpenAI, Groq, vLLM, ...): requests go out as they
 are, and replies, streams and errors come back untouched (`passthrough`). Azure's members live in
 `azure.py`. `openai/responses/<model>` deployments are served by the Responses API through
-`responses_bridge` instead (their `check` hands them to a `ResponsesBridge`)."""
+`responses_bridge` instead (their `check` hands them to a `ResponsesBridge`).
+
+Besides chat, completions and embeddings, members serve what their vendor does of OpenAI's image,
+audio and moderation APIs, and of the Cohere-shaped `/rerank` that vLLM, Together and Jina-like
+servers speak (`MEDIA_CALLS`). A transcription goes up as `multipart/form-data` built here (the
+audio is `body["file"].content`), a rerank's `{text}` documents as plain strings."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
 
 from gateway.core.providers import responses_bridge
 from gateway.core.providers.responses_bridge import RESPONSES_PREFIX
+from gateway.errors import BadRequestError
 from gateway.provider import Provider, UpstreamRequest
 
-PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings"}
-ALL_CALLS = frozenset(PATHS)
+PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings",
+         "aimage_generation": "images/generations", "atranscription": "audio/transcriptions",
+         "aspeech": "audio/speech", "amoderation": "moderations", "arerank": "rerank"}
+#: What every member serves.
+ALL_CALLS = frozenset({"acompletion", "atext_completion", "aembedding"})
+_OPENAI_MEDIA = frozenset({"aimage_generation", "atranscription", "aspeech", "amoderation"})
+#: The other APIs a member's vendor serves in OpenAI's shape (rerank: Cohere's shape at `/rerank`).
+#: A call type a member lacks is refused with a 400 naming the provider, before any request leaves.
+MEDIA_CALLS: dict[str, frozenset[str]] = {
+    "openai": _OPENAI_MEDIA,
+    "custom_openai": _OPENAI_MEDIA | {"arerank"},
+    "openai_like": _OPENAI_MEDIA | {"arerank"},
+    "hosted_vllm": frozenset({"atranscription", "arerank"}),
+    "vllm": frozenset({"atranscription", "arerank"}),
+    "groq": frozenset({"atranscription", "aspeech"}),
+    "mistral": frozenset({"atranscription"}),
+    "deepinfra": frozenset({"aimage_generation", "atranscription"}),
+    "together_ai": frozenset({"aimage_generation", "arerank"}),
+    "xai": frozenset({"aimage_generation"}),
+}
 
 # prefix: (default base URL, key variables, display name)
 FAMILY: dict[str, tuple[str | None, tuple[str, ...], str]] = {
@@ -52,6 +77,7 @@ class OpenAICompatible(Provider):
         self.default_api_base = base  # type: ignore[misc]
         self.api_key_env = key_env  # type: ignore[misc]
         self.display_name = display  # type: ignore[misc]
+        self.call_types = type(self).call_types | MEDIA_CALLS.get(name, frozenset())  # type: ignore[misc]
         self._bridge: Provider | None = None
         if name in ("openai", "text-completion-openai"):
             self.api_base_env = ("OPENAI_API_BASE", "OPENAI_BASE_URL")  # type: ignore[misc]
@@ -81,7 +107,64 @@ class OpenAICompatible(Provider):
             dep.handler = self._bridge
 
     def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
-        return UpstreamRequest(self.url(dep, call_type), self.request_headers(dep), orjson.dumps(body))
+        headers = self.request_headers(dep)
+        if call_type == "atranscription":
+            content, headers["content-type"] = multipart(body)
+            return UpstreamRequest(self.url(dep, call_type), headers, content)
+        if call_type == "aspeech":
+            headers["accept"] = "*/*"  # the reply is audio
+        elif call_type == "arerank":
+            body = rerank_body(body)
+        return UpstreamRequest(self.url(dep, call_type), headers, orjson.dumps(body))
+
+
+def rerank_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Cohere's rerank request with every document as a string (`{"text": ...}` objects, which
+    Cohere's v1 API and LiteLLM accept, become their text: vLLM and Cohere's v2 take strings)."""
+    documents = body.get("documents")
+    if isinstance(documents, list) and any(isinstance(d, dict) for d in documents):
+        body = {**body, "documents": [d.get("text", "") if isinstance(d, dict) else d for d in documents]}
+    return body
+
+
+def _quoted(text: str) -> str:
+    """A multipart header parameter, escaped as browsers do (WHATWG): quotes and line breaks
+    cannot end it early."""
+    return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def multipart(body: dict[str, Any]) -> tuple[bytes, str]:
+    """A transcription request as OpenAI takes it: `multipart/form-data` with the audio as `file`
+    and every other field as text (lists as repeated `name[]`, objects as JSON). Returns the body
+    and its content type."""
+    boundary = "gateway-" + os.urandom(16).hex()
+    dash = f"--{boundary}\r\n".encode()
+    out: list[bytes] = []
+    for name, value in body.items():
+        if value is None:
+            continue
+        if name == "file":
+            content = getattr(value, "content", None)
+            if not isinstance(content, (bytes, bytearray)):
+                raise BadRequestError("file: the audio file's content is missing (a hook replaced the `file` "
+                                      "object?)", param="file")
+            filename = _quoted(str(value.get("filename") or "audio")) if isinstance(value, dict) else "audio"
+            kind = (value.get("content_type") if isinstance(value, dict) else None) or "application/octet-stream"
+            out += [dash, f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                          f"Content-Type: {_quoted(str(kind))}\r\n\r\n".encode(), bytes(content), b"\r\n"]
+            continue
+        items = [(f"{name}[]", v) for v in value] if isinstance(value, list) else [(name, value)]
+        for field, item in items:
+            if isinstance(item, bool):
+                text = "true" if item else "false"
+            elif isinstance(item, (dict, list)):
+                text = orjson.dumps(item).decode()
+            else:
+                text = str(item)
+            out += [dash, f'Content-Disposition: form-data; name="{_quoted(field)}"\r\n\r\n'.encode(),
+                    text.encode(), b"\r\n"]
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
 
 def family() -> list[Provider]:

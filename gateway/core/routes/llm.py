@@ -36,6 +36,9 @@ REQUIRED_INPUT = {"acompletion": "messages", "atext_completion": "prompt", "aemb
 STREAMING = frozenset({"acompletion", "atext_completion"})
 #: The call types whose reply is not JSON (audio): relayed as it comes, with the upstream's type.
 BINARY_REPLIES = frozenset({"aspeech"})
+#: The call types whose reply may be plain text (a transcription as `text`, `srt` or `vtt`): the
+#: reply hooks see it as `{"text": ...}`, and the client gets the text back as it came, or rewritten.
+TEXT_REPLIES = frozenset({"atranscription"})
 
 
 async def read_json_body() -> dict[str, Any]:
@@ -204,11 +207,9 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
             reply, raw = await _call(gw, ctx, call_type, upstream_body)
         if ctx.stream:
             return _stream_response(gw, ctx, reply, wants_usage, plan if hit is None else None, adapter)
-        if call_type in BINARY_REPLIES:  # audio: no text to judge, relayed as it came
-            finish(gw, ctx, "success", 200)
-            resp = Response(raw, status=200, content_type=reply.headers.get("content-type") or "application/octet-stream")
-            _stamp(gw, ctx, resp)
-            return resp
+        content_type = reply.headers.get("content-type") or "application/octet-stream"
+        if call_type in BINARY_REPLIES or (call_type in TEXT_REPLIES and "json" not in content_type):
+            return await _not_json(gw, ctx, raw, content_type)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -233,6 +234,22 @@ async def _handle(gw: Any, call_type: str, body: dict[str, Any], model: str, req
         await apis.stored(adapter, ctx, rendered)
         raw = orjson.dumps(rendered)
     resp = Response(raw, status=200, content_type="application/json")
+    _stamp(gw, ctx, resp)
+    return resp
+
+
+async def _not_json(gw: Any, ctx: RequestContext, raw: bytes, content_type: str) -> Response:
+    """A reply that is not JSON, relayed with the upstream's type: audio as it came (no text to
+    judge), plain text (a transcription's `text`, `srt`, `vtt`) through `post_response` as
+    `{"text": ...}`, so a reply guard sees it as it sees a JSON transcription's."""
+    data = None
+    if ctx.call_type in TEXT_REPLIES:
+        data = {"text": raw.decode("utf-8", "replace")}
+        if gw.dispatcher.runs("post_response", ctx):
+            await gw.dispatcher.run_chain("post_response", ctx, response=data)
+            raw = str(data.get("text") or "").encode()
+    finish(gw, ctx, "success", 200, response=data)
+    resp = Response(raw, status=200, content_type=content_type)
     _stamp(gw, ctx, resp)
     return resp
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.context import iter_request_text
+from gateway.core.spend.pricing import TOKEN_CALLS
 from gateway.core.storable import clean_text, storable
 
 # The width of the spend-log columns that hold strings a client or an upstream chose (request id,
@@ -123,13 +124,14 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
     usage = dict(outcome.usage) if isinstance(outcome.usage, dict) else None
     estimated = bool(outcome.usage_estimated)
     response = outcome.response if isinstance(outcome.response, dict) else None
-    if usage is None and outcome.status == "success":
+    if usage is None and outcome.status == "success" and ctx.call_type in TOKEN_CALLS:
         # The upstream gave no usage (some streams): estimate from the text, and say so.
         usage = estimate_usage(ctx.body, response)
         estimated = True
     usage = usage or {}
-    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    completion_tokens = int(usage.get("completion_tokens") or 0)
+    # OpenAI's image and audio replies name them input and output tokens
+    prompt_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
     total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
     dep = ctx.deployment
     # A failure is billed for the usage it reports: a stream cut short reports what was sent and
@@ -137,7 +139,8 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
     if outcome.cost is not None:  # a fixed price per call (pass-through endpoints)
         spend = float(outcome.cost)
     else:
-        spend = prices.cost(dep, usage) if outcome.status in ("success", "failure") and not ctx.cache_hit else 0.0
+        billed = outcome.status in ("success", "failure") and not ctx.cache_hit
+        spend = prices.call_cost(ctx, dep, usage, outcome) if billed else 0.0
     api_key = principal.api_key or (master_key_hash if principal.is_admin else None)
     request_id = (response or {}).get("id") if isinstance((response or {}).get("id"), str) else None
     if ctx.cache_hit:  # an answer served again: its id is the first call's, the row is this call's
