@@ -15,25 +15,32 @@ import re
 
 import pytest
 
-from gateway.testing import ConformanceError, GatewayProcess, ROUTE_PREFIXES
+from gateway.conformance import REPLY_SHAPES, REQUEST_SHAPES, ROUTE_PREFIXES
+from gateway.testing import ConformanceError, GatewayProcess
 
 PATHS = {f"{p.format(model='conformance-model')}/{route}" for p in ROUTE_PREFIXES
          for route in ("chat/completions", "completions", "embeddings")}
+#: Every route the check calls: OpenAI's (above), Anthropic's Messages, Responses, images, speech,
+#: moderations and rerank.
+ALL_PATHS = {path.format(model="conformance-model") for shape in REQUEST_SHAPES for path in shape.paths}
+REPLY_PATHS = {path.format(model="conformance-model") for paths, _ in REPLY_SHAPES for path in paths}
 
 
 def test_a_well_behaved_request_guard_passes_on_every_route(plugin_conformance, fake_upstream):
     report = plugin_conformance("probe_block", config={"word": "forbidden"}, trigger="a forbidden word")
     assert report.hooks == ["pre_request"]
-    assert report.routes_for("pre_request") == PATHS  # all three routes, with and without /v1, Azure, engines
-    assert "/v1/embeddings" in PATHS and "/embeddings" in PATHS and "/v1/chat/completions" in PATHS
+    assert report.routes_for("pre_request") == ALL_PATHS  # every route, with and without /v1, Azure, engines
+    assert PATHS < ALL_PATHS and {"/v1/messages", "/anthropic/v1/messages", "/v1/responses", "/v1/images/generations",
+                                  "/v1/audio/speech", "/v1/moderations", "/v1/rerank", "/v2/rerank"} < ALL_PATHS
     assert {(c.route, c.shape, c.stream) for c in report.cases} >= {
         ("/v1/embeddings", "input as a list", False), ("/completions", "prompt as a list", True),
-        ("/v1/chat/completions", "content as text parts", True)}
-    assert len(report.cases) == 40
+        ("/v1/chat/completions", "content as text parts", True), ("/v1/messages", "Anthropic messages, text blocks", True),
+        ("/v1/responses", "Responses input items", True), ("/v2/rerank", "rerank query and documents", False)}
+    assert len(report.cases) == 65
     assert {c.outcome for c in report.cases} == {"blocked"}
     assert all("Blocked by probe. Keyword=forbidden" in c.detail for c in report.cases)
     # Each case ran the harmless control first (it reached the upstream), then the trigger (refused).
-    assert len(fake_upstream.requests) == 40
+    assert len(fake_upstream.requests) == 65
     assert all("forbidden" not in r.text for r in fake_upstream.requests)
 
 
@@ -41,7 +48,7 @@ def test_a_plugin_that_skips_routes_fails_naming_route_and_hook(plugin_conforman
     with pytest.raises(ConformanceError) as err:
         plugin_conformance("probe_rewrite", trigger="mask me")
     message = str(err.value)
-    assert message.startswith("plugin 'probe_rewrite' skipped 32 of 40 case(s) of the conformance check")
+    assert message.startswith("plugin 'probe_rewrite' skipped 45 of 65 case(s) of the conformance check")
     assert re.search(r"pre_request on POST /v1/embeddings: skipped \(input as a string; input as a list\) - "
                      r"the upstream received the text unchanged: 'mask me'", message)
     assert "pre_request on POST /v1/completions: skipped (prompt as a string; prompt as a string, streamed;" in message
@@ -51,17 +58,23 @@ def test_a_plugin_that_skips_routes_fails_naming_route_and_hook(plugin_conforman
     report = err.value.report
     assert report is not None
     changed = {(c.route, c.stream) for c in report.cases if c.outcome == "changed"}
-    assert changed == {(p, s) for p in PATHS if p.endswith("chat/completions") for s in (False, True)}
+    # it rewrites chat's string content, which /v1/messages and /v1/responses reach the hooks as
+    assert changed == {(p, s) for p in ALL_PATHS for s in (False, True)
+                       if p.endswith(("chat/completions", "/messages", "/responses"))}
+    assert "pre_request on POST /v1/images/generations: skipped (image prompt)" in message
+    assert "pre_request on POST /v2/rerank: skipped (rerank query and documents)" in message
     assert all("mask me [rewritten]" in c.detail for c in report.cases if c.outcome == "changed")
 
 
 def test_a_well_behaved_reply_guard_passes_streamed_and_not(plugin_conformance):
     report = plugin_conformance("probe_judge", config={"word": "secret"}, trigger="the secret plan")
     assert report.hooks == ["post_response"]
-    assert report.routes_for("post_response") == {p for p in PATHS if not p.endswith("embeddings")}
-    assert len(report.cases) == 16 and {c.outcome for c in report.cases} == {"blocked"}
+    assert report.routes_for("post_response") == REPLY_PATHS
+    assert REPLY_PATHS == {p for p in PATHS if not p.endswith("embeddings")} | {
+        "/v1/messages", "/anthropic/v1/messages", "/v1/responses", "/responses"}
+    assert len(report.cases) == 24 and {c.outcome for c in report.cases} == {"blocked"}
     streamed = [c for c in report.cases if c.stream]
-    assert len(streamed) == 8
+    assert len(streamed) == 12
     assert all(c.detail == "the stream ended with an SSE error event: Reply blocked. Keyword=secret" for c in streamed)
 
 
@@ -69,7 +82,7 @@ def test_a_reply_rewriter_that_skips_completions_fails_naming_both_hooks(plugin_
     with pytest.raises(ConformanceError) as err:
         plugin_conformance("probe_stream_upper", trigger="loud words")
     message = str(err.value)
-    assert "skipped 8 of 16 case(s)" in message
+    assert "skipped 8 of 24 case(s)" in message
     assert ("post_response on POST /v1/completions: skipped (reply text) - the client got the upstream's reply "
             "unchanged: 'Here it is: loud words and that is all.'") in message
     assert ("stream_chunk (and post_response) on POST /v1/completions: skipped (reply text, streamed) - the "
@@ -114,6 +127,6 @@ def test_the_check_gateway_is_a_separate_process_when_one_already_runs(gateway_s
 
     report = check_plugin_conformance("probe_judge", gateway_server=recording, fake_upstream=fake_upstream,
                                       trigger="secret sauce")
-    assert len(report.cases) == 16 and not report.failures
+    assert len(report.cases) == 24 and not report.failures
     assert isinstance(started[0], GatewayProcess)
     assert mine.gateway.router.model_names() == ["m"]  # the test's own gateway stays in-process
