@@ -152,3 +152,17 @@ def test_ssl_verify_naming_a_missing_file_stops_start_up(tmp_path):
                     f"ssl_verify: '{tmp_path}/nope.pem'}}\n")
     with pytest.raises(DeploymentError, match=r"ssl_verify: .*nope.pem' is neither true, false nor an existing CA bundle"):
         create_app(load_settings(str(path)))
+
+
+@pytest.mark.parametrize("model, field", [("openai/o3-mini", "max_completion_tokens"), ("openai/gpt-5", "max_completion_tokens"),
+                                          ("openai/gpt-4o", "max_tokens"), ("groq/o3-like", "max_tokens")])
+def test_reasoning_models_get_max_completion_tokens(fake_upstream, gateway_server, model, field):
+    """OpenAI's reasoning models refuse `max_tokens` on chat (a client's, or a Responses call's
+    `max_output_tokens`): for them it is sent as `max_completion_tokens`."""
+    server = gateway_server(config(fake_upstream.url, model=model))
+    chat(server, max_tokens=12)
+    with server.client() as client:
+        client.responses.create(model="m", input="hi", max_output_tokens=34)
+    sent = [r.json for r in fake_upstream.requests]
+    other = ({"max_tokens", "max_completion_tokens"} - {field}).pop()
+    assert [(s.get(field), other in s) for s in sent] == [(12, False), (34, False)]

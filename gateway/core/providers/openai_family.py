@@ -11,6 +11,7 @@ audio is `body["file"].content`), a rerank's `{text}` documents as plain strings
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +21,9 @@ from gateway.core.providers.responses_bridge import RESPONSES_PREFIX
 from gateway.errors import BadRequestError
 from gateway.provider import Provider, UpstreamRequest
 
+#: OpenAI's reasoning models (o1, o3, o4-mini, gpt-5...), served by OpenAI and Azure.
+REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+REASONING_HOSTS = frozenset({"openai", "azure"})
 PATHS = {"acompletion": "chat/completions", "atext_completion": "completions", "aembedding": "embeddings",
          "aimage_generation": "images/generations", "atranscription": "audio/transcriptions",
          "aspeech": "audio/speech", "amoderation": "moderations", "arerank": "rerank"}
@@ -108,6 +112,12 @@ class OpenAICompatible(Provider):
 
     def build_request(self, dep: Any, call_type: str, body: dict[str, Any], stream: bool) -> UpstreamRequest:
         headers = self.request_headers(dep)
+        if "max_tokens" in body and call_type == "acompletion" and self.name in REASONING_HOSTS \
+                and REASONING_MODEL.match(dep.upstream_model) and "max_completion_tokens" not in body:
+            # OpenAI's reasoning models refuse max_tokens on chat: it is max_completion_tokens
+            # there (as LiteLLM renames it), whichever API the client called
+            body = {**body, "max_completion_tokens": body["max_tokens"]}
+            del body["max_tokens"]
         if call_type == "atranscription":
             content, headers["content-type"] = multipart(body)
             return UpstreamRequest(self.url(dep, call_type), headers, content)
