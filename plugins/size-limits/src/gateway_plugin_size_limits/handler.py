@@ -63,7 +63,17 @@ class SizeLimits(Plugin):
             else:
                 return
             if size > limit:
+                g.size_limits_body_unread = True
                 raise self._refuse(too_large("Request", size, limit_mb), getattr(g, "request_id", None), request.path)
+
+        @bp.after_app_request
+        async def close_after_unread_body(response: Any) -> Any:
+            # The refused body was never read: the server closes the connection after the reply,
+            # so say so (`Connection: close`), or a client that reuses connections sends its next
+            # call into a closed socket.
+            if getattr(g, "size_limits_body_unread", False):
+                response.headers["Connection"] = "close"
+            return response
 
         return [bp]
 
