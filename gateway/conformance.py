@@ -29,6 +29,9 @@ CONFORMANCE_MODEL = "conformance-model"
 CONFORMANCE_RERANK_MODEL = "conformance-rerank-model"
 MESSAGES_PATHS = ("/v1/messages", "/anthropic/v1/messages")
 RESPONSES_PATHS = ("/v1/responses", "/responses")
+TRANSCRIPTION_PATHS = ("/v1/audio/transcriptions", "/audio/transcriptions")
+#: The audio a transcription case sends: a tiny WAV file (the fake upstream transcribes anything).
+AUDIO = b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00\x80>\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
 
 
 def _openai(route: str) -> tuple[str, ...]:
@@ -52,6 +55,8 @@ class Shape:
     streams: bool
     translated: bool = False
     model: str = CONFORMANCE_MODEL
+    #: Sent as multipart form data with an audio file (transcriptions), not as JSON.
+    multipart: bool = False
 
 
 def _messages(t: str) -> dict[str, Any]:
@@ -79,7 +84,8 @@ REQUEST_SHAPES: tuple[Shape, ...] = (
     Shape(_both("audio/speech"), "speech input", lambda t: {"input": t, "voice": "alloy"}, False),
     Shape(_both("moderations"), "moderation input", lambda t: {"input": t}, False),
     Shape((*_both("rerank"), "/v2/rerank"), "rerank query and documents",
-          lambda t: {"query": t, "documents": ["a document"]}, False, model="conformance-rerank-model"),
+          lambda t: {"query": t, "documents": ["a document"]}, False, model=CONFORMANCE_RERANK_MODEL),
+    Shape(TRANSCRIPTION_PATHS, "transcription prompt", lambda t: {"prompt": t}, False, multipart=True),
 )
 #: The routes whose reply carries text (embeddings' are vectors, images' and speech's are not
 #: text the upstream chose from the prompt): each with the request that asks for it.
@@ -88,6 +94,7 @@ REPLY_SHAPES: tuple[tuple[tuple[str, ...], Callable[[str], dict[str, Any]]], ...
     (_openai("completions"), lambda t: {"prompt": t}),
     (MESSAGES_PATHS, _messages),
     (RESPONSES_PATHS, lambda t: {"input": t}),
+    (TRANSCRIPTION_PATHS, lambda t: {}),  # the transcribed text is the reply
 )
 DEFAULT_TRIGGER = "conformance check: please act on this text"
 
@@ -181,6 +188,8 @@ def _reply_text(data: dict[str, Any]) -> str:
             parts.append(delta.get("text") or "")
     elif kind == "response.output_text.delta":  # Responses' stream
         parts.append(data.get("delta") or "")
+    if isinstance(data.get("text"), str) and not {"choices", "type", "object"} & set(data):  # a transcription
+        parts.append(data["text"])
     if data.get("object") == "response":  # Responses' reply
         for item in data.get("output") or ():
             for part in (item.get("content") or ()) if isinstance(item, dict) else ():
@@ -225,8 +234,14 @@ def _error_message(data: Any, raw: str) -> str:
 
 
 def _call(http: Any, url: str, body: dict[str, Any], headers: dict[str, str], stream: bool) -> _Call:
-    """POST one call; the reply's text, or its error (status, or the stream's SSE error event)."""
-    with http.stream("POST", url, json=body, headers=headers) as resp:
+    """POST one call; the reply's text, or its error (status, or the stream's SSE error event).
+    A transcription goes as multipart form data, with an audio file."""
+    if url.endswith(TRANSCRIPTION_PATHS):
+        sent: dict[str, Any] = {"data": {k: str(v) for k, v in body.items()},
+                                "files": {"file": ("conformance.wav", AUDIO, "audio/wav")}}
+    else:
+        sent = {"json": body}
+    with http.stream("POST", url, headers=headers, **sent) as resp:
         if resp.status_code >= 400 or not stream:
             resp.read()
             try:
@@ -392,7 +407,7 @@ def _reply_cases(report: ConformanceReport, http: Any, base: str, upstream: Fake
     harmless_reply, harmless_pieces = _split_reply(harmless)
     for paths, make in REPLY_SHAPES:
         for path in _paths(paths):
-            for stream in (False, True):
+            for stream in ((False,) if paths == TRANSCRIPTION_PATHS else (False, True)):
                 if stream:  # a stream's text is rewritten chunk by chunk; post_response can only block it
                     hook = "stream_chunk" if "stream_chunk" in reply_hooks else "post_response"
                     if len(reply_hooks) == 2:

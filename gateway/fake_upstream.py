@@ -493,8 +493,9 @@ class FakeUpstream:
                 seconds = audio.getnframes() / audio.getframerate()
         except (wave.Error, EOFError):
             seconds = 1.0
-        text = s.reply if s.reply is not None else self.reply if self.reply is not None else \
-            f"upstream heard {upload['filename']}"
+        chunks = s.chunks if s.chunks is not None else (None if s.reply is not None else self.reply_chunks)
+        text = "".join(chunks) if chunks is not None else s.reply if s.reply is not None else \
+            self.reply if self.reply is not None else f"upstream heard {upload['filename']}"
         fmt = body.get("response_format") or "json"
         usage = self._given_usage(s, {"type": "duration", "seconds": max(1, round(seconds + 0.4999))})
         if fmt in ("text", "srt", "vtt"):

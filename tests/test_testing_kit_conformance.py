@@ -35,12 +35,13 @@ def test_a_well_behaved_request_guard_passes_on_every_route(plugin_conformance, 
     assert {(c.route, c.shape, c.stream) for c in report.cases} >= {
         ("/v1/embeddings", "input as a list", False), ("/completions", "prompt as a list", True),
         ("/v1/chat/completions", "content as text parts", True), ("/v1/messages", "Anthropic messages, text blocks", True),
-        ("/v1/responses", "Responses input items", True), ("/v2/rerank", "rerank query and documents", False)}
-    assert len(report.cases) == 65
+        ("/v1/responses", "Responses input items", True), ("/v2/rerank", "rerank query and documents", False),
+        ("/audio/transcriptions", "transcription prompt", False)}
+    assert len(report.cases) == 67
     assert {c.outcome for c in report.cases} == {"blocked"}
     assert all("Blocked by probe. Keyword=forbidden" in c.detail for c in report.cases)
     # Each case ran the harmless control first (it reached the upstream), then the trigger (refused).
-    assert len(fake_upstream.requests) == 65
+    assert len(fake_upstream.requests) == 67
     assert all("forbidden" not in r.text for r in fake_upstream.requests)
 
 
@@ -48,7 +49,7 @@ def test_a_plugin_that_skips_routes_fails_naming_route_and_hook(plugin_conforman
     with pytest.raises(ConformanceError) as err:
         plugin_conformance("probe_rewrite", trigger="mask me")
     message = str(err.value)
-    assert message.startswith("plugin 'probe_rewrite' skipped 45 of 65 case(s) of the conformance check")
+    assert message.startswith("plugin 'probe_rewrite' skipped 47 of 67 case(s) of the conformance check")
     assert re.search(r"pre_request on POST /v1/embeddings: skipped \(input as a string; input as a list\) - "
                      r"the upstream received the text unchanged: 'mask me'", message)
     assert "pre_request on POST /v1/completions: skipped (prompt as a string; prompt as a string, streamed;" in message
@@ -71,8 +72,9 @@ def test_a_well_behaved_reply_guard_passes_streamed_and_not(plugin_conformance):
     assert report.hooks == ["post_response"]
     assert report.routes_for("post_response") == REPLY_PATHS
     assert REPLY_PATHS == {p for p in PATHS if not p.endswith("embeddings")} | {
-        "/v1/messages", "/anthropic/v1/messages", "/v1/responses", "/responses"}
-    assert len(report.cases) == 24 and {c.outcome for c in report.cases} == {"blocked"}
+        "/v1/messages", "/anthropic/v1/messages", "/v1/responses", "/responses", "/v1/audio/transcriptions",
+        "/audio/transcriptions"}
+    assert len(report.cases) == 26 and {c.outcome for c in report.cases} == {"blocked"}
     streamed = [c for c in report.cases if c.stream]
     assert len(streamed) == 12
     assert all(c.detail == "the stream ended with an SSE error event: Reply blocked. Keyword=secret" for c in streamed)
@@ -82,7 +84,7 @@ def test_a_reply_rewriter_that_skips_completions_fails_naming_both_hooks(plugin_
     with pytest.raises(ConformanceError) as err:
         plugin_conformance("probe_stream_upper", trigger="loud words")
     message = str(err.value)
-    assert "skipped 8 of 24 case(s)" in message
+    assert "skipped 10 of 26 case(s)" in message  # completions' text and transcriptions
     assert ("post_response on POST /v1/completions: skipped (reply text) - the client got the upstream's reply "
             "unchanged: 'Here it is: loud words and that is all.'") in message
     assert ("stream_chunk (and post_response) on POST /v1/completions: skipped (reply text, streamed) - the "
@@ -127,6 +129,6 @@ def test_the_check_gateway_is_a_separate_process_when_one_already_runs(gateway_s
 
     report = check_plugin_conformance("probe_judge", gateway_server=recording, fake_upstream=fake_upstream,
                                       trigger="secret sauce")
-    assert len(report.cases) == 24 and not report.failures
+    assert len(report.cases) == 26 and not report.failures
     assert isinstance(started[0], GatewayProcess)
     assert mine.gateway.router.model_names() == ["m"]  # the test's own gateway stays in-process

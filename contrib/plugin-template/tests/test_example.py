@@ -65,7 +65,8 @@ def test_request_without_the_header_gets_400_and_never_reaches_upstream(fake_ups
 
 def test_every_llm_route_is_guarded(plugin_conformance):
     """The conformance check: calls with the header pass and calls without it are refused on every
-    LLM route (chat, completions, embeddings; with and without /v1; streamed and not)."""
+    LLM route (chat, completions, embeddings, messages, responses, images, audio, moderations, rerank;
+    with and without /v1; streamed and not)."""
     report = plugin_conformance(NAME, headers=HEADER, trigger_headers={})
     assert report.hooks == ["pre_request"]
     assert {c.outcome for c in report.cases} == {"blocked"}

@@ -8,8 +8,9 @@ of HTTPS calls against a service-account key it made, so the official client's c
 runs against it too. It checks requests as the real API does (unknown fields, a missing document,
 a bad token are 400/401) and records every one.
 
-Programmable per test: `scores` (category -> confidence), `delay`, `fail(status, times)`,
-`garbage` (a body to answer with 200).
+Programmable per test: `scores` (category -> confidence), `scores_for` (text -> such a dict, for
+a verdict that depends on the text judged), `delay`, `fail(status, times)`, `garbage` (a body to
+answer with 200).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from aiohttp import web
@@ -70,6 +71,7 @@ class FakeGoogle:
         self.workdir = workdir
         self.requests: list[Seen] = []
         self.scores: dict[str, float] = {}
+        self.scores_for: Callable[[str], dict[str, float]] | None = None
         self.categories: list[dict[str, Any]] | None = None  # verbatim reply list, when set
         self.delay = 0.0
         self.garbage: str | None = None
@@ -86,6 +88,7 @@ class FakeGoogle:
     def reset(self) -> None:
         self.requests.clear()
         self.scores.clear()
+        self.scores_for = None
         self.categories = None
         self.delay = 0.0
         self.garbage = None
@@ -225,7 +228,8 @@ class FakeGoogle:
         if self.categories is not None:
             categories = self.categories
         else:
-            categories = [{"name": n, "confidence": self.scores.get(n, BASELINE)} for n in self.CATEGORIES]
+            scores = self.scores if self.scores_for is None else self.scores_for(body["document"]["content"])
+            categories = [{"name": n, "confidence": scores.get(n, BASELINE)} for n in self.CATEGORIES]
         reply: dict[str, Any] = {"moderationCategories": categories}
         if request.match_info["version"] == "v2":
             if body.get("modelVersion") in (2, "MODEL_VERSION_2"):

@@ -9,6 +9,9 @@
   headers, the JSON body) and relays it, optionally after a delay. moto does not show what it
   received; this is how the tests see the prompt that was really sent. Without an upstream it
   answers a fixed reply itself (the benchmark uses that: moto takes longer than 5 ms).
+  `sagemaker.judge = lambda prompt: reply` makes the verdict depend on the prompt sent (the
+  conformance check makes hundreds of calls, harmless and not, in an order of its own): before a
+  request body moto has not seen is relayed, the peer queues `judge(prompt)` in moto for it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -47,8 +50,12 @@ class SageMakerPeer:
         self.reply = reply
         self.delay = 0.0
         self.requests: list[Recorded] = []
+        #: prompt -> the reply to queue in moto for a body it has not seen (None: queue nothing).
+        self.judge: Callable[[str], Any] | None = None
+        self._judged: set[bytes] = set()  # bodies moto has a reply for (it answers those again)
         self._closing = threading.Event()
         self._lock = threading.Lock()
+        self._relay_lock = threading.Lock()  # a judged reply is queued and taken in one step
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="sagemaker-peer", daemon=True)
@@ -66,6 +73,8 @@ class SageMakerPeer:
         with self._lock:
             self.requests.clear()
         self.delay = 0.0
+        self.judge = None
+        self._judged.clear()  # the `moto` fixture resets moto's memory too
 
     def _relay(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, list, bytes]:
         assert self.upstream is not None
@@ -77,6 +86,23 @@ class SageMakerPeer:
             return resp.status, resp.getheaders(), resp.read()
         finally:
             conn.close()
+
+    def _relay_judged(self, path: str, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, list, bytes]:
+        """Relay to moto; with `judge` set, first queue its verdict on this body's prompt, once per body."""
+        judge = self.judge
+        if judge is None:
+            return self._relay("POST", path, headers, raw)
+        with self._relay_lock:
+            if raw not in self._judged:
+                self._judged.add(raw)
+                reply = judge(body["inputs"])
+                queued = json.dumps({"results": [{"Body": reply if isinstance(reply, str) else json.dumps(reply),
+                                                  "ContentType": "application/json"}], "region": REGION})
+                status, _, data = self._relay("POST", "/moto-api/static/sagemaker/endpoint-results",
+                                              {"Content-Type": "application/json"}, queued.encode())
+                if not 200 <= status < 300:  # moto answers 201
+                    raise RuntimeError(f"moto refused the queued verdict: {status} {data[:200]!r}")
+            return self._relay("POST", path, headers, raw)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         peer = self
@@ -103,7 +129,7 @@ class SageMakerPeer:
                 if peer.upstream is None:
                     status, out_headers, data = 200, [("Content-Type", "application/json")], peer.reply
                 else:
-                    status, out_headers, data = peer._relay("POST", self.path, headers, raw)
+                    status, out_headers, data = peer._relay_judged(self.path, headers, raw, body)
                 try:
                     self.send_response(status)
                     for name, value in out_headers:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from gateway import BadRequestError, GuardrailUnavailableError, Plugin, PluginConfig, hookimpl
+from gateway import BadRequestError, GuardrailUnavailableError, Plugin, PluginConfig, hookimpl, iter_response_text
 
 
 class BlockWord(Plugin):
@@ -100,8 +100,7 @@ class JudgeReply(Plugin):
 
     @hookimpl
     async def post_response(self, ctx, response):
-        for choice in response.get("choices") or ():
-            text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+        for text in iter_response_text(response):  # every route's reply text
             if self.config.word in text.lower():
                 raise BadRequestError(f"Reply blocked. Keyword={self.config.word}")
 
