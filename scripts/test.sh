@@ -19,7 +19,8 @@ if [ ! -x /usr/bin/chromium ]; then
          "(and fail when CI is set)" >&2
   fi
 fi
-uv run --no-sync pytest "$@"
+# --durations: the slowest tests, in every CI log, so that a suite growing past its budget shows where.
+uv run --no-sync pytest --durations=25 "$@"
 echo "== database tests on PostgreSQL =="
 GATEWAY_TEST_DATABASE_URL="${GATEWAY_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}" \
 GATEWAY_TEST_REQUIRE_DATABASE="${GATEWAY_TEST_REQUIRE_DATABASE:-1}" \
