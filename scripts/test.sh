@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Set up everything and run every test: the whole suite on SQLite, then the database tests again
-# on PostgreSQL in a separate process (one process must not switch backends).
+# Set up everything and run every test: the whole suite on SQLite, and the database tests again on
+# PostgreSQL in a separate process (one process must not switch backends).
 # PostgreSQL: $GATEWAY_TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test.
-# Extra arguments go to both pytest runs.
+#
+# With no arguments (CI), three runs go side by side, because most of a test's time is spent
+# waiting on servers, not computing: the suite on SQLite (its output streams here), each plugin
+# installed alone in a fresh venv (tests/test_isolated_installs.py), and the database tests on
+# PostgreSQL (with Redis database 1, so the runs share no keys); the two others print when done.
+# With arguments (`bash scripts/test.sh tests/test_x.py -x`), the SQLite run and then the
+# PostgreSQL run take them, one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -19,9 +25,35 @@ if [ ! -x /usr/bin/chromium ]; then
          "(and fail when CI is set)" >&2
   fi
 fi
+export GATEWAY_TEST_DATABASE_URL_PG="${GATEWAY_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
+postgres() {
+  GATEWAY_TEST_DATABASE_URL="$GATEWAY_TEST_DATABASE_URL_PG" \
+  GATEWAY_TEST_REQUIRE_DATABASE="${GATEWAY_TEST_REQUIRE_DATABASE:-1}" \
+    uv run --no-sync pytest -m db "$@"
+}
+
+if [ "$#" -gt 0 ]; then
+  uv run --no-sync pytest "$@"
+  echo "== database tests on PostgreSQL =="
+  postgres "$@"
+  exit
+fi
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+started=$SECONDS
+uv run --no-sync pytest tests/test_isolated_installs.py >"$logs/isolated.log" 2>&1 &
+isolated=$!
+GATEWAY_TEST_REDIS_URL="${GATEWAY_TEST_REDIS_URL_PG:-redis://127.0.0.1:6379/1}" postgres >"$logs/postgres.log" 2>&1 &
+pg=$!
+status=0
 # --durations: the slowest tests, in every CI log, so that a suite growing past its budget shows where.
-uv run --no-sync pytest --durations=25 "$@"
-echo "== database tests on PostgreSQL =="
-GATEWAY_TEST_DATABASE_URL="${GATEWAY_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}" \
-GATEWAY_TEST_REQUIRE_DATABASE="${GATEWAY_TEST_REQUIRE_DATABASE:-1}" \
-  uv run --no-sync pytest -m db "$@"
+uv run --no-sync pytest --durations=25 --ignore=tests/test_isolated_installs.py || status=1
+echo "== the suite on SQLite: done after $((SECONDS - started)) s =="
+wait "$isolated" || status=1
+echo "== each plugin installed alone (tests/test_isolated_installs.py): done after $((SECONDS - started)) s =="
+cat "$logs/isolated.log"
+wait "$pg" || status=1
+echo "== database tests on PostgreSQL: done after $((SECONDS - started)) s =="
+cat "$logs/postgres.log"
+exit "$status"
