@@ -455,3 +455,17 @@ def test_routes_are_documented(gw):
         assert "x-gateway-token-count-estimated" in count["summary"] + count["description"]
     ids = [op["operationId"] for path in spec["paths"].values() for op in path.values() if "operationId" in op]
     assert len(ids) == len(set(ids))
+
+
+def test_refusals_before_the_route_are_in_anthropics_envelope_too(gw):
+    """A missing key or an unknown route under /anthropic is refused before the adapter runs:
+    the error still carries Anthropic's top-level type, so the anthropic SDK reads it as its own."""
+    r = httpx.post(gw.url + "/v1/messages", json={"model": "gpt-x", "max_tokens": 5, "messages": hello()})
+    assert r.status_code == 401 and r.json()["type"] == "error"
+    assert r.json()["error"]["message"] == "Authentication Error, No api key passed in."
+    with anthropic.Anthropic(base_url=gw.url, api_key="sk-unknown-key", max_retries=0) as client:
+        with pytest.raises(anthropic.AuthenticationError) as info:
+            client.messages.create(model="gpt-x", max_tokens=5, messages=hello())
+    assert info.value.body["type"] == "error"
+    other = httpx.post(gw.url + "/v1/chat/completions", json={"model": "gpt-x", "messages": hello()})
+    assert other.status_code == 401 and "type" not in other.json()  # OpenAI's routes keep OpenAI's envelope

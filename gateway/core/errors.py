@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field, ValidationError
-from quart import Response, g, request
+from quart import Response, g, has_request_context, request
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -39,11 +39,19 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+#: Anthropic's routes: their errors also carry Anthropic's top-level `"type": "error"`, whatever
+#: refused them (a key, a route rule, a plugin's early check), as the route's own errors do.
+ANTHROPIC_PREFIXES = ("/v1/messages", "/anthropic/")
+
+
 def error_response(err: GatewayError, request_id: str | None = None) -> Response:
     headers = dict(err.headers)
     if request_id:
         headers["x-request-id"] = request_id
-    return Response(orjson.dumps(err.to_dict()), status=err.status, headers=headers, content_type="application/json")
+    body = err.to_dict()
+    if has_request_context() and request.path.startswith(ANTHROPIC_PREFIXES):
+        body = {"type": "error", **body}
+    return Response(orjson.dumps(body), status=err.status, headers=headers, content_type="application/json")
 
 
 def install(app: Any) -> None:

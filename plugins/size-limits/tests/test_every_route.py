@@ -77,10 +77,12 @@ def post(http: httpx.Client, url: str, body: dict[str, Any], stream: bool) -> tu
         return resp.status_code, stream_error(resp) if stream else None
 
 
-def refusal(size_bytes: int) -> dict[str, Any]:
-    """The README's refusal, the size printed as Python prints floats."""
+def refusal(size_bytes: int, path: str = "") -> dict[str, Any]:
+    """The README's refusal, the size printed as Python prints floats; on Anthropic's routes in
+    Anthropic's envelope too (a top-level `type: error`)."""
     message = f"Request size is too large. Request size is {size_bytes / MB} MB. Max size is {LIMIT_MB} MB"
-    return {"error": {"message": message, "type": "bad_request_error", "param": "content-length", "code": "400"}}
+    error = {"error": {"message": message, "type": "bad_request_error", "param": "content-length", "code": "400"}}
+    return {"type": "error", **error} if path.startswith(("/v1/messages", "/anthropic/")) else error
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def test_a_body_over_the_limit_is_refused_on_every_route(gateway, fake_upstream,
         before = len(fake_upstream.requests)
         big = {**make("hello there " + "x" * 2000), **extra}
         refused = post(http, gateway.url + path, big, stream)
-        if refused != (400, refusal(len(json.dumps(big).encode()))):
+        if refused != (400, refusal(len(json.dumps(big).encode()), path)):
             problems.append(f"{where(path, stream)}: over the limit, got {refused}")
         elif len(fake_upstream.requests) != before:
             problems.append(f"{where(path, stream)}: refused, but the upstream got it")
