@@ -1,7 +1,7 @@
 """Config loading, seen from outside: a real gateway in-process, or the real `gateway` CLI.
 
 The file keeps the LiteLLM proxy's shape (model_list, litellm_settings, general_settings,
-router_settings, environment_variables); every problem in it stops start-up with one line.
+router_settings, environment_variables); every problem in it stops start-up, each on a line of its own.
 """
 
 from __future__ import annotations
@@ -77,6 +77,18 @@ def startup_error(tmp_path: Path, config: dict[str, Any] | str, **env: str) -> s
     lines = [line for line in proc.stderr.splitlines() if line.startswith("gateway: error: ")]
     assert len(lines) == 1, proc.stderr
     return lines[0].removeprefix("gateway: error: ")
+
+
+def startup_errors(tmp_path: Path, config: dict[str, Any] | str, **env: str) -> list[str]:
+    """Start the CLI server on `config`: it must exit 2 quickly, every problem on a line of its own."""
+    path = write(tmp_path, config)
+    proc = subprocess.run([GATEWAY_BIN, "--config", str(path), "--host", "127.0.0.1", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=30, env=cli_env(tmp_path, **env), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "serving on" not in proc.stderr
+    return [line.removeprefix("gateway: error: ") for line in proc.stderr.splitlines()
+            if line.startswith("gateway: error: ")]
 
 
 @contextlib.contextmanager
@@ -365,3 +377,50 @@ def test_a_bad_responses_store_days_stops_start_up(tmp_path):
     config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "fake/m"}}],
               "general_settings": {"responses_store_days": "forever"}}
     assert "general_settings.responses_store_days: expected a number >= 0, got 'forever'" in startup_error(tmp_path, config)
+
+
+# -- every problem in one start --------------------------------------------------------------------
+
+
+def test_every_problem_of_the_file_in_one_start(tmp_path):
+    """One start names every problem, in every section, each with its key path."""
+    config = {
+        "model_list": [
+            {"model_name": "a", "litellm_params": {"model": "openia/gpt-4o"}},
+            deployment("ftp://127.0.0.1/v1", "b"),
+            {"model_name": "c", "litellm_params": {"model": "fake/c", "timeout": -5}},
+            {"litellm_params": {"model": "fake/d"}},
+            {"model_name": "e", "litellm_params": {"model": "fake/e", "api_key": "os.environ/SURELY_UNSET_KEY_4712"}},
+        ],
+        "router_settings": {"num_retries": "many", "routing_strategy": "fastest"},
+        "litellm_settings": {"callbaks": ["hide_secrets"], "cache": True, "cache_params": {"type": "memcached"}},
+        "general_settings": {"master_key": "sk-1234", "enforced_params": "user", "allowed_routes": ["LiteLLMRoutes.nope"],
+                             "responses_store_days": "forever", "database_query_timeout_s": 0},
+        "plugins": [{"name": "probe_block", "config": {"wrod": "x"}}],
+    }
+    lines = startup_errors(tmp_path, config)
+    assert lines == [
+        "model_list.0.litellm_params.model: provider 'openia' is not supported; use one of: "
+        + lines[0].split("use one of: ", 1)[1],
+        "model_list.1.litellm_params.api_base: must start with http:// or https://",
+        "model_list.2.litellm_params.timeout: Input should be greater than 0",
+        "model_list.3.model_name: Field required",
+        "model_list.4.litellm_params.api_key: environment variable SURELY_UNSET_KEY_4712 is not set",
+        "router_settings.num_retries: Input should be a valid integer, unable to parse string as an integer",
+        "router_settings.routing_strategy: 'fastest' is not one of: simple-shuffle, least-busy, latency-based-routing, "
+        "usage-based-routing, usage-based-routing-v2, cost-based-routing",
+        "litellm_settings.cache_params.type: 'memcached' is not supported; use one of: "
+        + lines[7].split("use one of: ", 1)[1],
+        "litellm_settings.callbaks: unknown key; did you mean callbacks?",
+        "general_settings.allowed_routes: unknown route group 'LiteLLMRoutes.nope'; known: "
+        + lines[9].split("known: ", 1)[1],
+        "general_settings.database_query_timeout_s: expected a number > 0, got 0",
+        "general_settings.enforced_params: must be a list of parameter names like user or metadata.generation_name",
+        "general_settings.responses_store_days: expected a number >= 0, got 'forever'",
+        "plugin 'probe_block': config key wrod: Extra inputs are not permitted",
+    ], "\n".join(lines)
+
+
+def test_one_problem_is_one_line(tmp_path):
+    assert startup_errors(tmp_path, {"general_settings": {"master_key": "sk-1", "max_request_size_md": 1}}) == [
+        "general_settings.max_request_size_md: unknown key; did you mean max_request_size_mb?"]

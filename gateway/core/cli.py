@@ -1,6 +1,9 @@
-"""The `gateway` command: serve (the seed's flags), `plugins`, and the operator subcommands.
+"""The `gateway` command: serve (LiteLLM's flags), `check`, `plugins`, and the operator subcommands.
 
-    gateway --config config.yaml [--host H] [--port 4000] [--num_workers N] [--detailed_debug]
+    gateway --config config.yaml [--host H] [--port 4000] [--num_workers N] [--debug | --detailed_debug]
+    gateway --model openai/gpt-4o [--alias NAME] [--api_base URL]     (one model, no config file)
+    gateway check [--config config.yaml]
+    gateway version
     gateway plugins [--config config.yaml] [--json]
     gateway plugins new NAME [--dir DIR] [--template DIR]
     gateway plugins dev PATH
@@ -12,10 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
+import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any, Sequence
+
+import yaml
 
 import gateway
 from gateway.core.db import Database, SchemaOutdatedError
@@ -35,38 +44,73 @@ STARTUP_ERRORS = (ConfigError, PluginError, DeploymentError, SchemaOutdatedError
 
 
 def _fail(message: str) -> int:
-    print(f"gateway: error: {message}", file=sys.stderr)
+    """Every problem on a line of its own, `gateway: error: ` first."""
+    for line in str(message).splitlines() or [""]:
+        print(f"gateway: error: {line}", file=sys.stderr)
     return 2
 
 
+COMMANDS_HELP = """commands (`gateway COMMAND --help` for each):
+  (none)      serve, with the flags above
+  check       validate a config without serving: every problem at once, exit 1 if any
+  version     print the version
+  plugins     list installed and enabled plugins; `plugins new`, `plugins dev` for plugin authors
+  migrate     apply pending database migrations (`--check` lists them)
+  audit       `audit verify`: check the audit log's hash chain
+"""
+
+
 def _serve_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gateway", description="An OpenAI-compatible LLM gateway.")
+    p = argparse.ArgumentParser(prog="gateway", description="An OpenAI-compatible LLM gateway (LiteLLM's config "
+                                "and flags).", epilog=COMMANDS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", "-c", help="YAML config file (default: $GATEWAY_CONFIG)")
     p.add_argument("--host", help="address to bind (default 0.0.0.0)")
     p.add_argument("--port", type=int, help="port to bind (default $PORT or 4000)")
     p.add_argument("--num_workers", "--num-workers", type=int, dest="num_workers", help="worker processes (default 1)")
     p.add_argument("--server", choices=("uvicorn", "hypercorn"),
                    help="ASGI server (default $GATEWAY_SERVER or uvicorn: about twice hypercorn's throughput here)")
+    p.add_argument("--run_hypercorn", action="store_true", help="LiteLLM's flag: same as --server hypercorn")
+    p.add_argument("--debug", action="store_true", help="INFO logs, whatever $GATEWAY_LOG_LEVEL says")
     p.add_argument("--detailed_debug", "--detailed-debug", action="store_true", dest="detailed_debug",
                    help="debug logs, including each request sent upstream (credentials masked, bodies cut at 2 KiB)")
-    p.add_argument("--version", action="version", version=f"gateway {gateway.__version__}")
+    p.add_argument("--model", "-m", help="serve this one model (`openai/gpt-4o`) with no config file, as "
+                   "`litellm --model` does; clients call it by this name (or --alias)")
+    p.add_argument("--alias", help="with --model: the name clients call the model by")
+    p.add_argument("--api_base", help="with --model: the model's api_base")
+    p.add_argument("--api_version", help="with --model: the model's api_version (Azure)")
+    p.add_argument("--version", "-v", action="version", version=f"gateway {gateway.__version__}")
     return p
 
 
 def serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(argv)
+    if args.model:
+        if args.config:
+            return _fail("--model serves one model without a config file; with --config, add the model to "
+                         "model_list instead")
+        os.environ["GATEWAY_CONFIG"] = one_model_config(args.model, args.alias, args.api_base, args.api_version)
+    elif args.alias or args.api_base or args.api_version:
+        return _fail("--alias, --api_base and --api_version go with --model")
     if args.config:
         os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     if args.detailed_debug:
         os.environ["GATEWAY_DETAILED_DEBUG"] = "true"
+    if args.debug:
+        os.environ["GATEWAY_LOG_LEVEL"] = "INFO"
     os.environ["GATEWAY_EXIT_ON_STARTUP_FAILURE"] = "1"  # workers inherit it
-    from gateway.core.app import create_app, load
-    from gateway.core.logsetup import configure_logging
+    from gateway.core.config_check import check_config
+    from gateway.core.logsetup import announce, configure_logging, export_logging_settings
 
     configure_logging()
+    report = check_config()  # every problem of the config at once, before anything starts
+    if not report.ok or report.settings is None:
+        return _fail("\n".join(report.problems))
+    settings = report.settings
+    export_logging_settings(settings)  # the workers configure their logging from the environment
+    configure_logging()
+    if report.ignored:
+        logging.getLogger("gateway.config").warning("%s", report.warning())
     try:
-        settings = load()
-        create_app(settings)  # build once here so that every start-up error is one line
         asyncio.run(_check_database(settings))
     except STARTUP_ERRORS as exc:
         return _fail(str(exc))
@@ -75,10 +119,9 @@ def serve(argv: Sequence[str]) -> int:
     workers = args.num_workers or settings.env.num_workers
     if workers < 1:
         return _fail("--num_workers must be at least 1")
-    server = args.server or settings.env.server
+    server = "hypercorn" if args.run_hypercorn else args.server or settings.env.server
     os.environ.pop("GATEWAY_SUPERVISOR_PID", None)  # set again below for the workers of a supervisor only
-    print(f"gateway {gateway.__version__} serving on http://{host}:{port} with {workers} worker(s) ({server})",
-          file=sys.stderr)
+    announce(f"gateway {gateway.__version__} serving on http://{host}:{port} with {workers} worker(s) ({server})")
     return (_run_uvicorn if server == "uvicorn" else _run_hypercorn)(host, port, workers)
 
 
@@ -110,12 +153,15 @@ def _run_hypercorn(host: str, port: int, workers: int) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
+    from gateway.core.logsetup import json_logs
+
     config = Config()
     config.application_path = "gateway.core.asgi:app"
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.workers = 0 if workers == 1 else workers
     config.accesslog = None
-    config.errorlog = "-"
+    # JSON logs: hypercorn's own lines go through the root logger's JSON formatter too.
+    config.errorlog = logging.getLogger("hypercorn.error") if json_logs() else "-"
     config.keep_alive_timeout = 75
     config.graceful_timeout = 30
     if workers > 1:  # workers that die with the supervisor and drain on SIGTERM, every one of them
@@ -237,7 +283,55 @@ def audit(argv: Sequence[str]) -> int:
     return asyncio.run(run())
 
 
-COMMANDS = {"plugins": plugins, "migrate": migrate, "audit": audit}
+def check(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="gateway check", description="Validate a config without serving: the environment, every key of the "
+        "file, the plugins (loaded and configured), the models (each resolved to its provider), route rules, "
+        "guardrails, fallbacks. Prints every problem, or `config OK`; exits 1 if there is a problem. Connects to "
+        "nothing (no database, Redis or upstream); plugins' prepare_environment runs, as at start-up.")
+    p.add_argument("--config", "-c", help="YAML config file (default: $GATEWAY_CONFIG)")
+    args = p.parse_args(argv)
+    from gateway.core.config_check import check_config
+    from gateway.core.logsetup import configure_logging
+
+    configure_logging(default_level="WARNING")  # only what goes wrong while plugins are built
+    report = check_config(os.path.abspath(args.config) if args.config else None)
+    for problem in report.problems:
+        print(f"error: {problem}")
+    if report.ignored:
+        print(f"warning: {report.warning()}")
+    if report.ok:
+        print("config OK")
+        return 0
+    count = len(report.problems)
+    print(f"{count} problem{'s' if count > 1 else ''}")
+    return 1
+
+
+def version(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="gateway version", description="Print the version.").parse_args(argv)
+    print(f"gateway {gateway.__version__}")
+    return 0
+
+
+def one_model_config(model: str, alias: str | None, api_base: str | None, api_version: str | None) -> str:
+    """`--model`: a config file serving that one model (removed when the command exits); its path."""
+    params = {"model": model, **({"api_base": api_base} if api_base else {}),
+              **({"api_version": api_version} if api_version else {})}
+    name = alias or model
+    config: dict[str, Any] = {"model_list": [{"model_name": name, "litellm_params": params}]}
+    bare = model.split("/", 1)[1] if "/" in model else model
+    if not alias and bare != name:  # `openai/gpt-4o` answers to `gpt-4o` too (not listed twice)
+        config["router_settings"] = {"model_group_alias": {bare: {"model": name, "hidden": True}}}
+    folder = tempfile.mkdtemp(prefix="gateway-model-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "config.yaml")
+    with open(path, "w") as out:
+        yaml.safe_dump(config, out, sort_keys=False)
+    return path
+
+
+COMMANDS = {"check": check, "version": version, "plugins": plugins, "migrate": migrate, "audit": audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

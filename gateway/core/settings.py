@@ -7,7 +7,9 @@ The YAML keeps LiteLLM's shape (`model_list`, `litellm_settings`, `general_setti
 
 from __future__ import annotations
 
+import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -15,9 +17,16 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.core.config_keys import IGNORED, TOP_LEVEL
+
 
 class ConfigError(Exception):
-    """A config problem, reported as one line naming the key path and what is wrong."""
+    """One or more config problems, each one line naming the key path and what is wrong; `str()`
+    gives them one per line, `problems` as a list."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 class Environment(BaseSettings):
@@ -188,28 +197,52 @@ class Settings(BaseModel):
         return 2 if value is None else int(value)
 
 
-def _resolve_env_refs(value: Any, path: str) -> Any:
-    """Replace every `os.environ/NAME` string (at any depth) with the variable's value."""
+def resolve_env_refs(value: Any, path: str, missing: list[str]) -> Any:
+    """Replace every `os.environ/NAME` string (at any depth) with the variable's value; each unset
+    one is added to `missing` (and left as written)."""
     if isinstance(value, str):
         if value.startswith("os.environ/"):
             name = value[len("os.environ/"):]
             if name not in os.environ:
-                raise ConfigError(f"{path}: environment variable {name} is not set")
+                missing.append(f"{path}: environment variable {name} is not set")
+                return value
             return os.environ[name]
         return value
     if isinstance(value, dict):
-        return {k: _resolve_env_refs(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: resolve_env_refs(v, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env_refs(v, f"{path}.{i}") for i, v in enumerate(value)]
+        return [resolve_env_refs(v, f"{path}.{i}", missing) for i, v in enumerate(value)]
     return value
 
 
-def _format_validation_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    more = len(err.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {first['msg']}{suffix}"
+#: Models whose unknown keys get a "did you mean", by where they sit in the file.
+_ENTRY_MODELS: dict[str, type[BaseModel]] = {"": ConfigFile, "plugins": PluginEntry, "guardrails": GuardrailEntry}
+
+
+def _is_union_tag(part: Any) -> bool:
+    """pydantic's name for a branch of a union (`str`, `list[str]`), which is no key of the file."""
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+
+
+def _validation_problems(err: ValidationError) -> list[str]:
+    """Every error of a validation, one line each, the first one per key path (a union's branches
+    all fail on one value)."""
+    out: dict[tuple[Any, ...], str] = {}
+    for item in err.errors():
+        loc = tuple(p for p in item["loc"] if not _is_union_tag(p))
+        if loc in out:
+            continue
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            parent = "" if len(loc) == 1 else str(loc[0]) if len(loc) == 3 and isinstance(loc[1], int) else None
+            model = _ENTRY_MODELS.get(parent) if parent is not None else None
+            if model is not None:
+                message = "unknown section" if parent == "" else "unknown key"
+                close = difflib.get_close_matches(str(loc[-1]), sorted(model.model_fields), n=1, cutoff=0.75)
+                message += f"; did you mean {close[0]}?" if close else f"; use one of: {', '.join(model.model_fields)}"
+        out[loc] = f"{where}: {message}"
+    return list(out.values())
 
 
 def read_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -239,24 +272,62 @@ def read_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     return raw
 
 
-def load_settings(config_path: str | None = None, prepare: Callable[[dict[str, Any]], None] | None = None) -> Settings:
-    """Read the environment and the config file; raise ConfigError with one clear line.
+@dataclass
+class SettingsRead:
+    """What reading the settings gave: the settings when nothing is wrong, the file as written (for
+    the key checks, even when it does not validate), and every problem found."""
 
-    `prepare(raw)` runs after `environment_variables` are exported and before any `os.environ/`
-    reference is resolved: the plugins' `prepare_environment` (e.g. KMS decryption) goes there.
-    """
+    settings: Settings | None
+    raw: dict[str, Any]
+    problems: list[str]
+    env: Environment | None = None
+    path: str | None = None
+
+
+def read_settings(config_path: str | None = None,
+                  prepare: Callable[[dict[str, Any]], None] | None = None) -> SettingsRead:
+    """Read the environment and the config file, collecting every problem instead of stopping at
+    the first. `prepare(raw)` runs after `environment_variables` are exported and before any
+    `os.environ/` reference is resolved: the plugins' `prepare_environment` (e.g. KMS decryption)."""
+    problems: list[str] = []
+    env: Environment | None = None
     try:
         env = Environment()
     except ValidationError as err:
-        raise ConfigError(f"environment: {_format_validation_error(err)}") from None
-    path = config_path or env.config
-    raw = read_config_file(path)
+        problems.extend(f"environment: {p}" for p in _validation_problems(err))
+    path = config_path or (env.config if env is not None else
+                           os.environ.get("GATEWAY_CONFIG") or os.environ.get("CONFIG_FILE_PATH"))
+    try:
+        raw = read_config_file(path)
+    except ConfigError as exc:
+        return SettingsRead(None, {}, problems + exc.problems, env)
     if prepare is not None:
         prepare(raw)
-        env = Environment()  # prepare may have changed the environment (decrypted secrets)
-    resolved = _resolve_env_refs(raw, "")
+        try:
+            env = Environment()  # prepare may have changed the environment (decrypted secrets)
+        except ValidationError as err:
+            problems.extend(p for p in (f"environment: {q}" for q in _validation_problems(err)) if p not in problems)
+            env = None
+    missing: list[str] = []
+    resolved = resolve_env_refs(raw, "", missing)
+    problems.extend(missing)
+    for section in IGNORED[TOP_LEVEL]:
+        resolved.pop(section, None)  # LiteLLM's sections we do not implement: named by the warning
     try:
         file = ConfigFile.model_validate(resolved)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err)) from None
-    return Settings(env=env, file=file, config_path=str(path) if path else None, raw=raw)
+        unset = {m.split(": ", 1)[0] for m in missing}  # a reference left as written fails again: said once
+        problems.extend(p for p in _validation_problems(err) if p.split(": ", 1)[0] not in unset)
+        file = None
+    if problems or env is None or file is None:
+        return SettingsRead(None, raw, problems, env, str(path) if path else None)
+    settings = Settings(env=env, file=file, config_path=str(path) if path else None, raw=raw)
+    return SettingsRead(settings, raw, [], env, settings.config_path)
+
+
+def load_settings(config_path: str | None = None, prepare: Callable[[dict[str, Any]], None] | None = None) -> Settings:
+    """Read the environment and the config file; raise ConfigError naming every problem, one a line."""
+    result = read_settings(config_path, prepare)
+    if result.settings is None:
+        raise ConfigError(*result.problems)
+    return result.settings
