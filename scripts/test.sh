@@ -11,18 +11,42 @@
 # PostgreSQL run take them, one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
+# >>> uv bootstrap (the same lines in serve.sh and test.sh; tests/test_deployment.py runs them)
+# uv from PATH, else from a venv of its own in .tools/: Debian's and Ubuntu's python3 refuse
+# `pip install` outside a venv ("externally-managed-environment").
+if ! command -v uv >/dev/null 2>&1; then
+  tools="${GATEWAY_TOOLS_DIR:-$PWD/.tools}"
+  mkdir -p "$tools/bin" && tools=$(cd "$tools" && pwd)
+  if [ ! -x "$tools/bin/uv" ]; then
+    if python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      echo "installing uv into $tools/venv" >&2
+      python3 -m venv "$tools/venv"
+      "$tools/venv/bin/python" -m pip install --quiet --disable-pip-version-check uv
+      ln -sf "$tools/venv/bin/uv" "$tools/bin/uv"
+    else
+      sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo "
+      echo "python3 cannot create a venv here; fix it with: ${sudo}apt-get install python3-venv" >&2
+      echo "meanwhile, as a last resort: pip install --user --break-system-packages uv" >&2
+      python3 -m pip install --quiet --disable-pip-version-check --user --break-system-packages uv \
+        || { echo "could not install uv: run '${sudo}apt-get install python3-venv', then this script again" >&2; exit 1; }
+      ln -sf "$(python3 -m site --user-base)/bin/uv" "$tools/bin/uv"
+    fi
+  fi
+  export PATH="$tools/bin:$PATH"
+fi
+# <<< uv bootstrap
 # --inexact: a plugin installed with `gateway plugins dev` (not in uv.lock) stays installed.
 uv sync --quiet --all-packages --all-groups --locked --inexact
 # The browser tests drive Debian's chromium with Playwright (never `playwright install`, which
-# downloads browsers from outside). CI runs as root on Debian; elsewhere install it yourself.
-if [ ! -x /usr/bin/chromium ]; then
+# downloads browsers from outside); the compose file's load balancer config runs in Debian's nginx
+# (tests/test_deployment.py). CI runs as root on Debian; elsewhere install them yourself.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/sbin/nginx ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && apt-get install -y -qq chromium nginx-light >/dev/null
   else
-    echo "warning: /usr/bin/chromium is missing: run 'apt-get install chromium' as root; browser tests skip" \
-         "(and fail when CI is set)" >&2
+    echo "warning: run 'apt-get install chromium nginx-light' as root: browser tests skip" \
+         "(and fail when CI is set), and so does the load balancer test" >&2
   fi
 fi
 export GATEWAY_TEST_DATABASE_URL_PG="${GATEWAY_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
