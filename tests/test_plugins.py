@@ -468,16 +468,38 @@ def test_startup_and_shutdown_hooks_run_in_the_cli_server(tmp_path):
 # -- start-up errors (the real CLI) --------------------------------------------------------------
 
 
-def test_startup_error_plugin_not_installed(tmp_path):
+def test_startup_error_plugin_not_installed_lists_the_choices_and_never_guesses_a_package(tmp_path):
     line = startup_error(tmp_path, make_config(None, callbacks=["no_such_guard"]))
-    assert "'no_such_guard'" in line
-    assert "not installed" in line
-    assert "pip install gateway-plugin-no-such-guard" in line
+    assert line.startswith("plugin 'no_such_guard' is enabled in the config but not installed; "), line
+    assert "installed plugins: " in line and "probe_recorder" in line  # what is here
+    assert "first-party plugins not installed here: " in line  # what we publish (all installed here: none)
+    assert "gateway-plugin-no-such-guard" not in line and "pip install" not in line  # a name anybody could take
 
 
 def test_startup_error_native_plugin_not_installed(tmp_path):
     line = startup_error(tmp_path, make_config(None, plugins=[{"name": "ghost"}]))
-    assert "pip install gateway-plugin-ghost" in line
+    assert "'ghost' is enabled in the config but not installed" in line
+    assert "gateway-plugin-ghost" not in line
+
+
+def test_startup_error_litellm_python_callback_says_to_write_a_plugin(tmp_path):
+    line = startup_error(tmp_path, make_config(None, callbacks=["custom_callbacks.proxy_handler_instance"]))
+    assert "a Python callback (module.instance) is not loaded: write it as a plugin (`gateway plugins new`)" in line
+
+
+@pytest.mark.parametrize("key", ["success_callback", "failure_callback"])
+def test_litellm_success_and_failure_callbacks_enable_plugins(gateway_server, fake_upstream, key):
+    cfg = make_config(fake_upstream)
+    cfg.setdefault("litellm_settings", {})[key] = ["probe_recorder"]
+    server = gateway_server(cfg)
+    assert admin_get(server, "/probe/recorded")["events"] == ["startup"]
+
+
+def test_an_unknown_success_callback_stops_start_up(tmp_path):
+    cfg = make_config(None)
+    cfg.setdefault("litellm_settings", {})["success_callback"] = ["langsmith"]
+    line = startup_error(tmp_path, cfg)
+    assert line.startswith("plugin 'langsmith' is enabled in the config but not installed; "), line
 
 
 @pytest.mark.parametrize("config, key", [
@@ -568,7 +590,7 @@ def test_gateway_plugins_command_reports_config_error(tmp_path):
     proc = run_cli(tmp_path, "plugins", "--config", str(path))
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    assert "gateway: error: " in proc.stderr and "pip install gateway-plugin-missing-one" in proc.stderr
+    assert "gateway: error: plugin 'missing_one' is enabled in the config but not installed; " in proc.stderr
 
 
 def test_plugins_route_is_for_admins_only(gateway_server, fake_upstream):

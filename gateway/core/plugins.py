@@ -29,6 +29,12 @@ SWITCHABLE_GROUP = "gateway.switchable"
 #: (the same object as in the `gateway` group): a `model_list` entry using the prefix switches the
 #: plugin on, with no `callbacks` entry.
 PROVIDERS_GROUP = "gateway.providers"
+#: Other names a plugin answers to in the config (LiteLLM's `generic` for `generic_api`), each the
+#: same object as the plugin's entry in the `gateway` group.
+ALIASES_GROUP = "gateway.aliases"
+#: The `litellm_settings` lists that enable plugins by name. LiteLLM splits loggers between
+#: success and failure lists; a plugin here sees every call and picks what it records.
+CALLBACK_KEYS = ("callbacks", "success_callback", "failure_callback")
 
 #: The first-party plugins' distributions, for the "not installed" hint (entry-point names do not
 #: always spell the distribution: `llmguard_moderations` ships in `gateway-plugin-llmguard`).
@@ -42,6 +48,11 @@ KNOWN_DISTRIBUTIONS = {
     "aws_kms": "gateway-plugin-aws-kms",
     "size_limits": "gateway-plugin-size-limits",
     "slack_alerting": "gateway-plugin-slack-alerting",
+    "prometheus": "gateway-plugin-prometheus",
+    "otel": "gateway-plugin-otel",
+    "generic_api": "gateway-plugin-generic-api",
+    "generic": "gateway-plugin-generic-api",
+    "langfuse": "gateway-plugin-langfuse",
 }
 #: Environment switches of first-party plugins. When the plugin is absent its `is_switched_on`
 #: cannot be asked, so the core knows these itself: the switch then stops start-up, naming the
@@ -85,18 +96,30 @@ def switchable_entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=SWITCHABLE_GROUP)}
 
 
-def _distribution_name(name: str) -> str:
-    return KNOWN_DISTRIBUTIONS.get(name) or "gateway-plugin-" + name.replace("_", "-")
+def _not_installed(name: str, eps: Mapping[str, EntryPoint]) -> str:
+    """One line for a plugin named in the config but not installed. A first-party name gets its
+    distribution; any other name gets the lists to choose from, never a guessed package name (a
+    name we do not publish is one anybody could publish)."""
+    head = f"plugin {name!r} is enabled in the config but not installed"
+    if name in KNOWN_DISTRIBUTIONS:
+        return f"{head}; install it with: pip install {KNOWN_DISTRIBUTIONS[name]}"
+    installed = ", ".join(sorted(eps)) or "none"
+    here = {KNOWN_DISTRIBUTIONS[n] for n in eps if n in KNOWN_DISTRIBUTIONS}
+    missing: dict[str, list[str]] = {}
+    for n, d in sorted(KNOWN_DISTRIBUTIONS.items()):
+        if d not in here:
+            missing.setdefault(d, []).append(n)
+    first_party = ", ".join(f"{'/'.join(names)} ({d})" for d, names in sorted(missing.items()))
+    hint = ("; a Python callback (module.instance) is not loaded: write it as a plugin (`gateway plugins new`)"
+            if "." in name else "")
+    return (f"{head}; installed plugins: {installed}; first-party plugins not installed here: "
+            f"{first_party or 'none'}{hint}")
 
 
 def load_class(name: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], str | None, str | None]:
     ep = eps.get(name)
     if ep is None:
-        raise PluginError(
-            f"plugin {name!r} is enabled in the config but not installed; "
-            f"install it with: pip install {_distribution_name(name)}"
-            + ("" if name in KNOWN_DISTRIBUTIONS else " (or whichever distribution provides it)")
-        )
+        raise PluginError(_not_installed(name, eps))
     try:
         cls = ep.load()
     except Exception as exc:  # a broken plugin must not give a traceback wall
@@ -106,6 +129,16 @@ def load_class(name: str, eps: Mapping[str, EntryPoint]) -> tuple[type[Plugin], 
     dist = ep.dist.name if ep.dist else None
     version = ep.dist.version if ep.dist else None
     return cls, dist, version
+
+
+def canonical_name(name: str, eps: Mapping[str, EntryPoint]) -> str:
+    """The `gateway` entry-point name behind an alias (`generic` -> `generic_api`), else `name`."""
+    if name in eps:
+        return name
+    alias = next((ep for ep in entry_points(group=ALIASES_GROUP) if ep.name == name), None)
+    if alias is None:
+        return name
+    return next((n for n, ep in eps.items() if ep.value == alias.value), name)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -123,21 +156,22 @@ def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) 
     # as one line naming it, when the config is validated.
     litellm = _mapping(raw_config.get("litellm_settings"))
     general = _mapping(raw_config.get("general_settings"))
-    callbacks = litellm.get("callbacks") or []
-    if isinstance(callbacks, str):
-        callbacks = [callbacks]
-    if not isinstance(callbacks, list):
-        raise PluginError("litellm_settings.callbacks: must be a list of plugin names")
-    for name in callbacks:
-        if isinstance(name, str):
-            names.setdefault(name, "litellm_settings.callbacks")
+    for key in CALLBACK_KEYS:
+        callbacks = litellm.get(key) or []
+        if isinstance(callbacks, str):
+            callbacks = [callbacks]
+        if not isinstance(callbacks, list):
+            raise PluginError(f"litellm_settings.{key}: must be a list of plugin names")
+        for name in callbacks:
+            if isinstance(name, str):
+                names.setdefault(canonical_name(name, eps), f"litellm_settings.{key}")
     disabled: set[str] = set()
     for entry in _list(raw_config.get("plugins")):
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             if entry.get("enabled", True) is False:
                 disabled.add(entry["name"])  # `enabled: false` wins over callbacks and switches
             else:
-                names.setdefault(entry["name"], "plugins")
+                names.setdefault(canonical_name(entry["name"], eps), "plugins")
     for name in disabled:
         names.pop(name, None)
     flat = {**general, **litellm}
@@ -162,7 +196,7 @@ def enabled_names(raw_config: Mapping[str, Any], eps: Mapping[str, EntryPoint]) 
         value = os.environ.get(setting, "")
         if name not in eps and name not in disabled and value.strip().lower() in ("true", "1"):
             raise PluginError(f"{setting}={value} needs plugin {name!r}, which is not installed; "
-                              f"install it with: pip install {_distribution_name(name)}")
+                              f"install it with: pip install {KNOWN_DISTRIBUTIONS[name]}")
     return names
 
 
@@ -219,16 +253,28 @@ def model_prefixes(raw_config: Mapping[str, Any]) -> set[str]:
     return out
 
 
-def build_config(slot_cls: type[Plugin], who: str, native: dict[str, Any] | None, flat: Mapping[str, Any]) -> Any:
-    """Validate a plugin's config: the seed's flat keys overlaid by its own entry's (`plugins:`
-    `config`, or a guardrail's `litellm_params`). `who` names it in the error ("plugin 'x'")."""
-    fields = slot_cls.Config.model_fields
+def config_keys(config_cls: Any) -> set[str]:
+    """The flat keys a plugin's `Config` takes: its field names and their string aliases."""
+    fields = config_cls.model_fields
     accepted = set(fields)
     for f in fields.values():
         if f.alias:
             accepted.add(f.alias)
         if f.validation_alias and isinstance(f.validation_alias, str):
             accepted.add(f.validation_alias)
+    return accepted
+
+
+def flat_keys(cls: type[Plugin]) -> set[str]:
+    """The `litellm_settings` / `general_settings` keys a plugin reads: its Config's, and the
+    settings that switch it on (`config_keys.py` counts them as known while the plugin is on)."""
+    return config_keys(cls.Config) | set(cls.switched_on_by or ())
+
+
+def build_config(slot_cls: type[Plugin], who: str, native: dict[str, Any] | None, flat: Mapping[str, Any]) -> Any:
+    """Validate a plugin's config: the seed's flat keys overlaid by its own entry's (`plugins:`
+    `config`, or a guardrail's `litellm_params`). `who` names it in the error ("plugin 'x'")."""
+    accepted = config_keys(slot_cls.Config)
     data = {k: v for k, v in flat.items() if k in accepted}
     if native:
         data.update(native)
