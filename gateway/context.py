@@ -85,6 +85,9 @@ class RequestContext:
     headers_sent: bool = False
     #: Every upstream attempt, in order: `{"model_group", "model_id", "status", "error"?}`.
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: Headers a hook adds to every upstream attempt of this call (a tracer's `traceparent`); the
+    #: deployment's own headers (its key, `extra_headers`) win over these on a clash.
+    upstream_headers: dict[str, str] = field(default_factory=dict)
     #: Answered from the response cache (no upstream call, no cost).
     cache_hit: bool = False
     #: The API the client called, as spend rows record it: `call_type` for OpenAI's routes;

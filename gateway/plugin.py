@@ -37,6 +37,9 @@ class Plugin:
     #: switches this plugin on without naming it in `callbacks`. Such a plugin also lists itself
     #: in the `gateway.switchable` entry-point group, so the core knows to ask it.
     switched_on_by: ClassVar[tuple[str, ...]] = ()
+    #: False for an observer whose request hooks judge nothing (a tracer starting a span in
+    #: `pre_request`): it then gets no verdict on the spend row nor in `x-gateway-guardrails`.
+    records_verdicts: ClassVar[bool] = True
     #: Only reads the request in `pre_request` / `post_response` (a remote guard): neighbours in
     #: priority order that also set it run together, so their latencies overlap instead of adding
     #: up. The first to block wins and the others are cancelled. An instance may turn it off

@@ -99,6 +99,19 @@ class Gateway:
         """A pooled httpx client for `url`'s host (aiohttp transport), shared with the router."""
         return self.router.pool.get(url)
 
+    async def authenticate(self, request: Any) -> Any:
+        """The caller of `request` as the core sees it (master key, virtual key, `auth` plugins):
+        a Principal, or AuthenticationError (401) with the core's own message. For a plugin's
+        route that wants a key on an otherwise public path (`/metrics`)."""
+        return await auth.authenticate(request, self)
+
+    def call_cost(self, ctx: Any, outcome: Any) -> float:
+        """What a finished call cost in USD, exactly as its spend row records it (0 for a blocked
+        call or a cache hit): for `request_finished` observers (metrics, loggers)."""
+        from gateway.core.spend.record import billed_usage
+
+        return billed_usage(ctx, outcome, self.prices)[2]
+
     def _unit_price(self, deployment: Any) -> float:
         """Input plus output price per token of a deployment (cost-based routing); unknown: 0."""
         price = self.prices.price_for(deployment)

@@ -132,7 +132,9 @@ class Dispatcher:
                 watch = None if impl.concurrent else {"pre_request": "body", "post_response": "response"}.get(hook)
                 logging_only = phase == "logging_only"
                 # Builtins (virtual keys' budget checks) are not guards: no verdict of theirs is recorded.
-                label = "" if slots[impl.plugin].enabled_by == "builtin" else phase
+                # Nor of an observer that says so (`records_verdicts = False`: a tracer's pre_request).
+                quiet = slots[impl.plugin].enabled_by == "builtin" or not getattr(slots[impl.plugin].cls, "records_verdicts", True)
+                label = "" if quiet else phase
                 picked.append(replace(impl, phase=label, watch=watch if label else None,
                                       monitor=impl.monitor or logging_only, fail_open=impl.fail_open or logging_only))
             self.chains[chain] = tuple(picked)

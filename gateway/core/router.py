@@ -308,13 +308,14 @@ class Router:
         if dep is not None and remaining > 0:
             dep.cooldown_until = max(dep.cooldown_until, time.monotonic() + min(remaining, self.cooldown_time or 0))
 
-    async def _send(self, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
+    async def _send(self, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool,
+                    extra_headers: dict[str, str] | None = None) -> Any:
         if dep.provider == "fake":
             if log.isEnabledFor(logging.DEBUG):  # in --detailed_debug like any upstream call
                 log.debug("POST Request Sent from gateway: fake/%s (in-process, %s) body=%s", dep.upstream_model,
                           call_type, capped_body(orjson.dumps(body)))
             return await fake.send(dep, call_type, body, stream)
-        return await openai_compatible.send(self.upstreams, dep, call_type, body, stream)
+        return await openai_compatible.send(self.upstreams, dep, call_type, body, stream, extra_headers)
 
     async def call(self, ctx: Any, call_type: str, body: dict[str, Any], stream: bool) -> Any:
         """Send to a deployment of the requested group, retrying within `num_retries`; when the
@@ -371,7 +372,7 @@ class Router:
             self.strategy.started(dep)
             started = time.perf_counter()
             try:
-                reply = await self._send(dep, call_type, body, stream)
+                reply = await self._send(dep, call_type, body, stream, ctx.upstream_headers)
             except (UpstreamTimeoutError, UpstreamConnectionError) as exc:
                 ctx.upstream_seconds += time.perf_counter() - started
                 self.strategy.ended(dep, None)

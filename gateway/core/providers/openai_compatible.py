@@ -255,8 +255,10 @@ def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
                   safe_headers(headers), shown)
 
 
-async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool) -> Any:
-    """POST one call upstream; returns once the status and headers are in."""
+async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any], stream: bool,
+               extra_headers: dict[str, str] | None = None) -> Any:
+    """POST one call upstream; returns once the status and headers are in. `extra_headers` (a
+    hook's, `ctx.upstream_headers`) are added where the request does not set the same name."""
     if call_type not in dep.handler.call_types:
         raise BadRequestError(f"{dep.provider_display}Exception - {dep.provider} does not serve {CALL_NAMES[call_type]} "
                               f"(deployment {dep.model_name})")
@@ -264,6 +266,9 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
     if prepare is not None:
         await prepare(dep, call_type)
     url, headers, content = build_request(dep, call_type, body, stream)
+    if extra_headers:
+        own = {k.lower() for k in headers}
+        headers = {**{k: v for k, v in extra_headers.items() if k.lower() not in own}, **headers}
     _log_outgoing(url, headers, content)
     timeout = dep.stream_timeout if stream else dep.timeout
     deadline = asyncio.get_running_loop().time() + timeout

@@ -119,8 +119,9 @@ def _org_of(principal: Any) -> str | None:
     return getattr(team, "organization_id", None)
 
 
-def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, store_prompts: bool = False) -> SpendRow:
-    principal = ctx.principal
+def billed_usage(ctx: Any, outcome: Any, prices: Any) -> tuple[dict[str, Any], bool, float]:
+    """(usage, estimated, cost in USD) of a finished call, as its spend row records them: the one
+    place that says what a call cost (`Gateway.call_cost` hands it to plugins)."""
     usage = dict(outcome.usage) if isinstance(outcome.usage, dict) else None
     estimated = bool(outcome.usage_estimated)
     response = outcome.response if isinstance(outcome.response, dict) else None
@@ -129,18 +130,25 @@ def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, 
         usage = estimate_usage(ctx.body, response)
         estimated = True
     usage = usage or {}
-    # OpenAI's image and audio replies name them input and output tokens
-    prompt_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-    completion_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-    total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
-    dep = ctx.deployment
     # A failure is billed for the usage it reports: a stream cut short reports what was sent and
     # received (estimated); other failures report none. A blocked call is not billed.
     if outcome.cost is not None:  # a fixed price per call (pass-through endpoints)
         spend = float(outcome.cost)
     else:
         billed = outcome.status in ("success", "failure") and not ctx.cache_hit
-        spend = prices.call_cost(ctx, dep, usage, outcome) if billed else 0.0
+        spend = prices.call_cost(ctx, ctx.deployment, usage, outcome) if billed else 0.0
+    return usage, estimated, spend
+
+
+def build_row(ctx: Any, outcome: Any, prices: Any, master_key_hash: str | None, store_prompts: bool = False) -> SpendRow:
+    principal = ctx.principal
+    response = outcome.response if isinstance(outcome.response, dict) else None
+    usage, estimated, spend = billed_usage(ctx, outcome, prices)
+    # OpenAI's image and audio replies name them input and output tokens
+    prompt_tokens = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+    total = int(usage.get("total_tokens") or prompt_tokens + completion_tokens)
+    dep = ctx.deployment
     api_key = principal.api_key or (master_key_hash if principal.is_admin else None)
     request_id = (response or {}).get("id") if isinstance((response or {}).get("id"), str) else None
     if ctx.cache_hit:  # an answer served again: its id is the first call's, the row is this call's
