@@ -10,6 +10,8 @@ Fixtures (docs/testing-a-plugin.md is the guide):
 - `database_url`: fresh, migrated databases (SQLite files, or PostgreSQL when configured).
 - `plugin_conformance`: `check_plugin_conformance` bound to this test's fixtures: one call that
   runs a plugin over every LLM route, streamed and not, and fails naming each route a hook skipped.
+- `local_plugin`: installs a plugin written in the test (a guard that blocks on demand, say) beside
+  the plugin under test, so its tests need no other shipped plugin.
 
 Loaded through the `pytest11` entry point, so installing `gateway` is enough.
 """
@@ -520,3 +522,25 @@ def plugin_conformance(gateway_server: Callable[..., Any], fake_upstream: FakeUp
         return check_plugin_conformance(plugin, gateway_server=gateway_server, fake_upstream=fake_upstream, **kwargs)
 
     return check
+
+
+@pytest.fixture
+def local_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., str]]:
+    """Factory: `local_plugin(name, source, class_name="Guard")` installs a plugin written in the
+    test (see `gateway.local_distribution`) for this test's gateways, in process and in processes of
+    their own (via PYTHONPATH); enable it by `name` in the config. Returns the name."""
+    from gateway.local_distribution import write_distribution
+
+    site = tmp_path / "local-plugins"
+    modules: list[str] = []
+
+    def install(name: str, source: str, class_name: str = "Guard") -> str:
+        if not modules:
+            monkeypatch.syspath_prepend(str(site))
+            monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        modules.append(write_distribution(site, name, source, class_name))
+        return name
+
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)

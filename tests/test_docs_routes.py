@@ -40,6 +40,8 @@ NOT_ROUTES = {
     "/v2/embed": "Cohere's route, upstream",
     "/x": "the example of an unknown route in the error table",
     "/webhook/stats": "an example plugin's route in the hooks guide",
+    "/v1/traces": "the OTLP collector's route (the otel plugin's peer)",
+    "/nginx-health": "the compose file's load balancer answers it itself",
 }
 FILE_LIKE = re.compile(r"^/(etc|tmp|usr|var|home|work|path|relative|opt|srv|data|secrets|run)(/|$)|\.(ya?ml|txt|py|toml|sqlite3|db|pem|log)$")
 
@@ -79,7 +81,7 @@ def test_every_route_the_docs_name_is_served(gateway_server, tmp_path):
     gw = gateway_server({
         "model_list": [{"model_name": "fake-gpt", "litellm_params": {"model": "fake/echo"}}],
         "general_settings": {"enable_public_model_hub": True},
-        "litellm_settings": {"store_audit_logs": True},
+        "litellm_settings": {"store_audit_logs": True, "callbacks": ["prometheus"]},  # `/metrics`
     })
     missing: list[str] = []
     # A new connection per request: hypercorn (the test server) can drop a kept-alive connection

@@ -274,6 +274,35 @@ def test_recorded_requests_are_objects(gateway_server, fake_upstream):
     assert (embedded.path, embedded.stream, embedded.text) == ("/v1/embeddings", False, "a\nb")
 
 
+def test_a_plugin_written_in_the_test_guards_gateways_in_process_and_in_their_own(gateway_server, fake_upstream,
+                                                                                  local_plugin):
+    name = local_plugin("halt_guard", """
+        from gateway import BadRequestError, Plugin, hookimpl
+
+
+        class Guard(Plugin):
+            name = "halt_guard"
+
+            @hookimpl
+            async def pre_request(self, ctx):
+                if "halt" in ctx.user_message_text:
+                    raise BadRequestError("halted by the test's guard")
+        """)
+    here = gateway_server(config(fake_upstream, litellm_settings={"callbacks": [name]}))
+    there = gateway_server(config(fake_upstream, litellm_settings={"callbacks": [name]}))
+    assert (type(here), type(there)) == (GatewayServer, GatewayProcess)
+    for gw in (here, there):
+        with pytest.raises(openai.BadRequestError, match="halted by the test's guard"):
+            chat(gw.client(), "please halt")
+        assert chat(gw.client(), "go on").choices[0].message.content
+    assert len(fake_upstream.requests) == 2
+
+
+def test_a_local_plugin_needs_a_plugin_name(local_plugin):
+    with pytest.raises(ValueError, match="lower case"):
+        local_plugin("Bad-Name", "")
+
+
 def test_docs_page_exists_and_is_linked():
     docs = Path(__file__).resolve().parents[1] / "docs"
     assert "(testing-a-plugin.md)" in (docs / "README.md").read_text()

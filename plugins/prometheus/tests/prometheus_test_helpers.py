@@ -2,19 +2,20 @@
 and a blocked call), installed the way any plugin is, and a parser for the /metrics text. The test
 modules load this file by path (importlib mode puts no test folder on sys.path).
 
-The guard is a real distribution: a module and its dist-info (with the `gateway` entry point) in a
-directory put on `sys.path`, and on `PYTHONPATH` for gateways in other processes.
+The guard is a real distribution (`gateway.local_distribution`): a module and its dist-info in a
+directory put on `sys.path` (module-scoped, so not the function-scoped `local_plugin` fixture).
 """
 
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.local_distribution import write_distribution
 
 GUARD_NAME = "prom_test_guard"
 GUARD_TRIGGER = "BLOCKME"
@@ -38,15 +39,7 @@ class Guard(Plugin):
 
 def install_guard(site: Path) -> Path:
     """Write the guard's module and dist-info into `site`; returns `site`."""
-    (site / GUARD_MODULE).mkdir(parents=True, exist_ok=True)
-    (site / GUARD_MODULE / "__init__.py").write_text(GUARD_SOURCE)
-    info = site / "gateway_plugin_prom_test_guard-0.0.1.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gateway-plugin-prom-test-guard\nVersion: 0.0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent(f"""\
-        [gateway]
-        {GUARD_NAME} = {GUARD_MODULE}:Guard
-        """))
+    write_distribution(site, GUARD_NAME, GUARD_SOURCE, "Guard")
     return site
 
 

@@ -78,6 +78,17 @@ class TwoWorkers:
             assert self.proc.poll() is None, f"gateway exited:\n{self.log}"
             assert time.monotonic() < deadline, f"gateway not ready:\n{self.log}"
             time.sleep(0.1)
+        # Hypercorn's workers listen only after their startup ran (and said "gateway ready").
+        while not self._answers():
+            assert self.proc.poll() is None, f"gateway exited:\n{self.log}"
+            assert time.monotonic() < deadline, f"gateway not listening:\n{self.log}"
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health/liveliness", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> None:
         """A graceful stop (SIGTERM), then whatever is left is killed."""
