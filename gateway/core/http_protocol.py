@@ -5,6 +5,11 @@ characters in a header) never reaches the app: uvicorn answers it itself with a 
 subclass of its httptools protocol (the one the gateway serves with) writes the gateway's JSON error
 envelope instead, with an `x-request-id`, and still closes the connection (its framing is lost).
 Not covered: `--server hypercorn`, and uvicorn's h11 protocol, keep their own plain-text 400s.
+
+On a graceful stop (SIGTERM, or the old workers of a config reload) uvicorn closes idle keep-alive
+connections at once; a request the client had just sent on one was then reset (a failed call with
+nothing wrong). Here an idle connection stays open `IDLE_GRACE_S` longer: a request that arrives is
+served with `Connection: close`, and only a connection still idle then is closed.
 """
 
 from __future__ import annotations
@@ -16,10 +21,30 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MESSAGE = "Malformed HTTP request: the request's framing or headers could not be parsed"
+IDLE_GRACE_S = 1.0
 
 
 class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol; only its answer to an unparsable request differs."""
+    """uvicorn's httptools protocol; its answer to an unparsable request, and its graceful stop of
+    an idle connection, differ."""
+
+    stopping = False
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(IDLE_GRACE_S, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False  # closed once this response is sent
+
+    def _close_if_idle(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # a request that came during the grace: served, then closed
 
     def send_400_response(self, msg: str) -> None:
         body = orjson.dumps({"error": {"message": MESSAGE, "type": "bad_request_error", "param": None,
