@@ -52,7 +52,7 @@ GROUPS: dict[str, frozenset[str]] = {
         *(f"/{p}/{a}" for p in ("customer", "end_user") for a in ("new", "info", "update", "delete", "list",
                                                                 "block", "unblock")),
         *(f"/budget/{a}" for a in ("new", "update", "info", "list", "delete")),
-        "/audit", "/plugins", "/dead_letters",
+        "/audit", "/plugins", "/dead_letters", "/config/reload",
     }),
     "spend_tracking_routes": frozenset({"/spend/logs", "/spend/tags", "/spend/keys", "/spend/users",
                                         "/spend/calculate", "/spend/logs/ui", "/global/spend/logs",

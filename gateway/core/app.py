@@ -37,7 +37,7 @@ from gateway.core.spend.pricing import PriceTable
 from gateway.core.management import audit, budgets, end_users, keys, organizations, teams, users
 from gateway.core.openapi import DocsConfig, OpenAPIDocument
 from gateway.core.apis import response_store
-from gateway.core.routes import (docs, guardrails, health, info, llm, media, messages, model_hub, model_info,
+from gateway.core.routes import (config_reload, docs, guardrails, health, info, llm, media, messages, model_hub, model_info,
                                  pass_through, responses)
 from gateway.core.settings import Settings, load_settings
 
@@ -173,6 +173,7 @@ def create_app(settings: Settings) -> Quart:
     app.register_blueprint(media.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(info.bp)
+    app.register_blueprint(config_reload.bp)
     app.register_blueprint(model_hub.bp)
     app.register_blueprint(model_info.bp)
     app.register_blueprint(model_info.models_bp)  # /model/new|update|delete (management/models.py)

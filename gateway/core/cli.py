@@ -128,8 +128,6 @@ def serve(argv: Sequence[str]) -> int:
 def _run_uvicorn(host: str, port: int, workers: int) -> int:
     import signal
 
-    import uvicorn
-
     from gateway.core.http_protocol import EnvelopeHttpToolsProtocol
 
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with these
@@ -140,13 +138,11 @@ def _run_uvicorn(host: str, port: int, workers: int) -> int:
     options: dict[str, Any] = dict(host=host, port=port, loop="auto", http=EnvelopeHttpToolsProtocol,
                                    lifespan="on", access_log=False, log_config=None, timeout_keep_alive=75,
                                    timeout_graceful_shutdown=30, server_header=False)
-    if workers > 1:  # workers that die with the supervisor, which closes its socket before they drain
-        from gateway.core.supervisor import run_uvicorn_workers
+    # Workers under a supervisor, one worker too: they die with it, it closes its socket before they
+    # drain, and SIGHUP swaps them for workers on the re-read config (gateway/core/reload.py).
+    from gateway.core.supervisor import run_uvicorn_workers
 
-        run_uvicorn_workers("gateway.core.asgi:app", workers, **options)
-    else:
-        uvicorn.run("gateway.core.asgi:app", **options)
-    return 0
+    return run_uvicorn_workers("gateway.core.asgi:app", workers, **options)
 
 
 def _run_hypercorn(host: str, port: int, workers: int) -> int:
@@ -164,10 +160,11 @@ def _run_hypercorn(host: str, port: int, workers: int) -> int:
     config.errorlog = logging.getLogger("hypercorn.error") if json_logs() else "-"
     config.keep_alive_timeout = 75
     config.graceful_timeout = 30
-    if workers > 1:  # workers that die with the supervisor and drain on SIGTERM, every one of them
-        from gateway.core.supervisor import run_hypercorn_workers
+    from gateway.core.supervisor import refuse_reload_on_sighup, run_hypercorn_workers
 
+    if workers > 1:  # workers that die with the supervisor and drain on SIGTERM, every one of them
         return run_hypercorn_workers(config, workers)
+    refuse_reload_on_sighup()
     return run(config) or 0
 
 

@@ -16,7 +16,6 @@ The supervisor binds the socket and hands a copy to each spawned worker.
 from __future__ import annotations
 
 import ctypes
-import inspect
 import os
 import signal
 import sys
@@ -29,10 +28,18 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCH_INTERVAL_S = 1.0
 
 
-def run_uvicorn_workers(app: str, workers: int, **options: Any) -> None:
-    """`uvicorn.run(app, workers=workers, **options)`, with a supervisor that closes its socket first."""
+def run_uvicorn_workers(app: str, workers: int, **options: Any) -> int:
+    """`uvicorn.run(app, workers=workers, **options)`, with a supervisor that closes its socket
+    first and reloads the config on SIGHUP (`reload.py`). Returns 3 when a worker failed to start
+    (the supervisor then stops, as uvicorn's does), else 0."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors.multiprocess import Process
+
+    from gateway.core.reload import ReloadStatus, reload_workers
+
+    status = ReloadStatus.create()  # before the workers are spawned: they inherit its path
 
     class Supervisor(Multiprocess):
         def terminate_all(self) -> None:  # called once, when the supervisor stops
@@ -40,13 +47,19 @@ def run_uvicorn_workers(app: str, workers: int, **options: Any) -> None:
                 sock.close()
             super().terminate_all()
 
+        def handle_hup(self) -> None:  # uvicorn's restarts workers one by one, on the old config
+            reload_workers(self, lambda: Process(self.config, self.sockets), status)
+
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # spawned workers inherit it
     config = uvicorn.Config(app, workers=workers, **options)
     sock = config.bind_socket()
-    kwargs: dict[str, Any] = {"sockets": [sock]}
-    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn releases before the healthchecks
-        kwargs["target"] = uvicorn.Server(config).run
-    Supervisor(config, **kwargs).run()
+    supervisor = Supervisor(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        status.remove()
+    failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
 
 
 def run_hypercorn_workers(config: Any, workers: int) -> int:
@@ -70,6 +83,7 @@ def run_hypercorn_workers(config: Any, workers: int) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop_all)
+    refuse_reload_on_sighup()
     for proc in procs:
         proc.start()
     running = list(procs)
@@ -81,6 +95,20 @@ def run_hypercorn_workers(config: Any, workers: int) -> int:
             if not stops[procs.index(proc)].is_set():  # a worker ended on its own: stop the others
                 stop_all()
     return next((p.exitcode for p in procs if p.exitcode), 0)
+
+
+def refuse_reload_on_sighup() -> None:
+    """Under hypercorn, SIGHUP says that it does not reload (instead of killing the server, the
+    signal's default)."""
+    import logging
+
+    def refuse(*_: Any) -> None:
+        logging.getLogger("gateway.reload").error(
+            "SIGHUP: the config is reloaded only under uvicorn (the default server; this one runs "
+            "hypercorn): restart the gateway to load the new config")
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, refuse)
 
 
 def _hypercorn_worker(config: Any, sockets: Any, stop: Any) -> None:

@@ -29,7 +29,8 @@ MAX_DEPTH = 32  # nesting in metadata-like objects (storable.MAX_DEPTH; orjson s
 TABLE = {"key": "LiteLLM_VerificationToken", "team": "LiteLLM_TeamTable", "user": "LiteLLM_UserTable",
          "end_user": "LiteLLM_EndUserTable", "budget": "LiteLLM_BudgetTable",
          "organization": "LiteLLM_OrganizationTable", "organization_member": "LiteLLM_OrganizationMembership",
-         "team_member": "LiteLLM_TeamMembership", "model": "LiteLLM_ProxyModelTable"}
+         "team_member": "LiteLLM_TeamMembership", "model": "LiteLLM_ProxyModelTable",
+         "config": "LiteLLM_Config"}  # a config reload (POST /config/reload)
 # Kinds whose records the identity directory caches (the others have nothing to evict).
 CACHED = ("key", "team", "user", "end_user", "organization", "team_member")
 
