@@ -14,11 +14,10 @@ served with `Connection: close`, and only a connection still idle then is closed
 
 from __future__ import annotations
 
-import random
-import uuid
-
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.core.request_id import new_request_id
 
 MESSAGE = "Malformed HTTP request: the request's framing or headers could not be parsed"
 IDLE_GRACE_S = 1.0
@@ -49,7 +48,7 @@ class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         body = orjson.dumps({"error": {"message": MESSAGE, "type": "bad_request_error", "param": None,
                                        "code": "400"}})
-        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4)).encode()
+        request_id = new_request_id().encode()
         head = [b"HTTP/1.1 400 Bad Request\r\n"]
         for name, value in self.server_state.default_headers:
             head.append(name + b": " + value + b"\r\n")
