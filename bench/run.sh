@@ -263,9 +263,12 @@ fi
 gw_pid=$spawned
 gateway=http://127.0.0.1:$gw_port
 wait_http "$gateway/health/liveliness" 60 gateway "$gw_pid"
-# uv runs the server as its child: that python process is the one to measure and profile.
+# uv runs the server as its child; the gateway's uvicorn runs under its supervisor, whose spawned
+# worker (spawn_main) is the process that serves: that one is measured and profiled.
 gw_py=$(pgrep -P "$gw_pid" | head -n 1 || true)
 gw_py=${gw_py:-$gw_pid}
+worker=$(pgrep -P "$gw_py" -f 'multiprocessing.spawn import spawn_main' | head -n 1 || true)
+gw_py=${worker:-$gw_py}
 code=$(curl -s -o "$tmp/check.json" -D "$tmp/check.headers" -w '%{http_code}' -X POST \
     -H 'content-type: application/json' -H "authorization: Bearer $key" -d "$body" "$gateway/v1/chat/completions")
 if [ "$code" != 200 ] || ! grep -q '"chatcmpl-bench"' "$tmp/check.json"; then
