@@ -1,12 +1,18 @@
 -- wrk script: POST one small chat completion with a bearer key, and report the run as one JSON line.
 --
 -- Environment: BENCH_KEY (the bearer key), BENCH_BODY (the request body, optional),
+-- BENCH_BODY_FILE (a file holding the request body, read once; for bodies too large for the environment),
 -- BENCH_PATH (the request path, optional), BENCH_SAMPLE_OVERHEAD=1 (also collect the gateway's
 -- x-gateway-overhead-ms header; only for the dedicated sampling run, it costs wrk some CPU).
 
 wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH") or "/v1/chat/completions"
 wrk.body = os.getenv("BENCH_BODY") or '{"model":"bench","messages":[{"role":"user","content":"hi"}]}'
+if os.getenv("BENCH_BODY_FILE") then
+   local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+   wrk.body = f:read("*a")
+   f:close()
+end
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "sk-1234")
 

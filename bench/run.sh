@@ -5,6 +5,7 @@
 #
 #   bash bench/run.sh [--transport aiohttp|httpx-aiohttp|httpx] [--key sk-...] [--config FILE] [--log-level LEVEL]
 #                     [--duration S] [--warmup S] [--runs N] [--profile [S]] [--quick] [--label NAME]
+#   bash bench/run.sh --goals [goals.py options]   the speed goals against the floor (bench/goals.py --help)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,8 @@ client_core=0
 app=gateway
 server=""
 baseline_client=httpx-aiohttp
+goals=0
+goals_args=()
 
 usage() {
     sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
@@ -47,6 +50,8 @@ Options:
                              Passed to `gateway --server` when the CLI has it; otherwise uvicorn runs the app
                              directly with uvloop + httptools (uv run --with, the project env is not changed)
   --gateway-core N           CPU for the gateway (default 1); nginx, wrk and py-spy use --client-core (default 0)
+  --goals [OPTIONS]          after installing the tools, run bench/goals.py with every option after --goals
+                             (the speed goals, each against the floor measured in the same run)
 EOF
 }
 
@@ -68,6 +73,7 @@ while [ $# -gt 0 ]; do
         --baseline-client) baseline_client=${2:?}; shift 2 ;;
         --gateway-core) gateway_core=${2:?}; shift 2 ;;
         --client-core) client_core=${2:?}; shift 2 ;;
+        --goals) shift; goals=1; goals_args=("$@"); break ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -105,6 +111,9 @@ if [ ! -x "$ROOT/.venv/bin/gateway" ]; then
     (cd "$ROOT" && uv sync --quiet --all-packages --locked)
 fi
 PY=$ROOT/.venv/bin/python
+if [ "$goals" = 1 ]; then
+    exec "$PY" "$BENCH/goals.py" ${goals_args[@]+"${goals_args[@]}"}
+fi
 
 ncpu=$(nproc)
 if [ "$ncpu" -lt 2 ]; then

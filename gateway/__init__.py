@@ -28,6 +28,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.plugin import Plugin, PluginConfig, hookimpl
+from gateway.protocol import Gateway
 from gateway.provider import Provider, ProviderError, StreamTranslator, UpstreamRequest
 from gateway.stream_text import StreamText, StreamWindow
 
@@ -39,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "Gateway",
     "GatewayError",
     "GuardrailUnavailableError",
     "NotFoundError",

@@ -7,96 +7,27 @@ route a client can call (OpenAI's chat, completions, embeddings, images, speech,
 rerank; Anthropic's Messages; OpenAI's Responses), so a plugin that reads text through the
 documented helpers (`gateway.iter_request_text_slots`, `iter_response_text_slots`,
 `StreamText`) passes everywhere, and one that reads `body["messages"]` by hand is told where not.
+
+The routes and request shapes are conformance_shapes.py's; one call and the reading of its reply,
+conformance_calls.py's.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from gateway.conformance_calls import call, split_reply
+from gateway.conformance_shapes import (CONFORMANCE_MODEL, CONFORMANCE_RERANK_MODEL, DEFAULT_TRIGGER, MESSAGES_PATHS,
+                                        REPLY_SHAPES, REQUEST_SHAPES, RESPONSES_PATHS, ROUTE_PREFIXES, TEXT_HOOKS,
+                                        TRANSCRIPTION_PATHS, Shape)
 from gateway.context import iter_request_text
 from gateway.fake_upstream import FakeUpstream
 
-__all__ = ["ConformanceCase", "ConformanceError", "ConformanceReport", "check_plugin_conformance"]
-
-#: The hooks the check covers: the ones that see a call's text on its way in or out.
-TEXT_HOOKS = ("pre_request", "post_response", "stream_chunk")
-#: The OpenAI routes as clients call them: each path with and without /v1, and the Azure and
-#: engines forms that carry the model in the path. `{model}` is replaced by the check's model name.
-ROUTE_PREFIXES = ("", "/v1", "/openai/deployments/{model}", "/engines/{model}")
-CONFORMANCE_MODEL = "conformance-model"
-CONFORMANCE_RERANK_MODEL = "conformance-rerank-model"
-MESSAGES_PATHS = ("/v1/messages", "/anthropic/v1/messages")
-RESPONSES_PATHS = ("/v1/responses", "/responses")
-TRANSCRIPTION_PATHS = ("/v1/audio/transcriptions", "/audio/transcriptions")
-#: The audio a transcription case sends: a tiny WAV file (the fake upstream transcribes anything).
-AUDIO = b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00\x80>\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
-
-
-def _openai(route: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}/{route}" for prefix in ROUTE_PREFIXES)
-
-
-def _both(route: str) -> tuple[str, ...]:
-    return (f"/v1/{route}", f"/{route}")
-
-
-@dataclass(frozen=True)
-class Shape:
-    """One request shape: the paths that take it, a label, the body with the text in it, whether
-    it streams, and whether the upstream receives it translated into chat (Messages, Responses:
-    the upstream then gets exactly the text) or as sent (it gets the body's text as the helpers
-    read it)."""
-
-    paths: tuple[str, ...]
-    label: str
-    make: Callable[[str], dict[str, Any]]
-    streams: bool
-    translated: bool = False
-    model: str = CONFORMANCE_MODEL
-    #: Sent as multipart form data with an audio file (transcriptions), not as JSON.
-    multipart: bool = False
-
-
-def _messages(t: str) -> dict[str, Any]:
-    return {"max_tokens": 64, "messages": [{"role": "user", "content": t}]}
-
-
-REQUEST_SHAPES: tuple[Shape, ...] = (
-    Shape(_openai("chat/completions"), "content as a string", lambda t: {"messages": [{"role": "user", "content": t}]},
-          True),
-    Shape(_openai("chat/completions"), "content as text parts",
-          lambda t: {"messages": [{"role": "user", "content": [{"type": "text", "text": t}]}]}, True),
-    Shape(_openai("completions"), "prompt as a string", lambda t: {"prompt": t}, True),
-    Shape(_openai("completions"), "prompt as a list", lambda t: {"prompt": [t]}, True),
-    Shape(_openai("embeddings"), "input as a string", lambda t: {"input": t}, False),
-    Shape(_openai("embeddings"), "input as a list", lambda t: {"input": [t]}, False),
-    Shape(MESSAGES_PATHS, "Anthropic messages, content as a string", _messages, True, translated=True),
-    Shape(MESSAGES_PATHS, "Anthropic messages, text blocks",
-          lambda t: {"max_tokens": 64, "messages": [{"role": "user", "content": [{"type": "text", "text": t}]}]},
-          True, translated=True),
-    Shape(RESPONSES_PATHS, "Responses input as a string", lambda t: {"input": t}, True, translated=True),
-    Shape(RESPONSES_PATHS, "Responses input items",
-          lambda t: {"input": [{"role": "user", "content": [{"type": "input_text", "text": t}]}]}, True,
-          translated=True),
-    Shape(_both("images/generations"), "image prompt", lambda t: {"prompt": t}, False),
-    Shape(_both("audio/speech"), "speech input", lambda t: {"input": t, "voice": "alloy"}, False),
-    Shape(_both("moderations"), "moderation input", lambda t: {"input": t}, False),
-    Shape((*_both("rerank"), "/v2/rerank"), "rerank query and documents",
-          lambda t: {"query": t, "documents": ["a document"]}, False, model=CONFORMANCE_RERANK_MODEL),
-    Shape(TRANSCRIPTION_PATHS, "transcription prompt", lambda t: {"prompt": t}, False, multipart=True),
-)
-#: The routes whose reply carries text (embeddings' are vectors, images' and speech's are not
-#: text the upstream chose from the prompt): each with the request that asks for it.
-REPLY_SHAPES: tuple[tuple[tuple[str, ...], Callable[[str], dict[str, Any]]], ...] = (
-    (_openai("chat/completions"), lambda t: {"messages": [{"role": "user", "content": t}]}),
-    (_openai("completions"), lambda t: {"prompt": t}),
-    (MESSAGES_PATHS, _messages),
-    (RESPONSES_PATHS, lambda t: {"input": t}),
-    (TRANSCRIPTION_PATHS, lambda t: {}),  # the transcribed text is the reply
-)
-DEFAULT_TRIGGER = "conformance check: please act on this text"
+#: The check, and the route tables (conformance_shapes.py's) that plugins' own tests walk.
+__all__ = ["CONFORMANCE_MODEL", "CONFORMANCE_RERANK_MODEL", "MESSAGES_PATHS", "REPLY_SHAPES", "REQUEST_SHAPES",
+           "RESPONSES_PATHS", "ROUTE_PREFIXES", "ConformanceCase", "ConformanceError", "ConformanceReport", "Shape",
+           "check_plugin_conformance"]
 
 
 @dataclass
@@ -152,121 +83,6 @@ class ConformanceError(AssertionError):
     def __init__(self, message: str, report: ConformanceReport | None = None) -> None:
         super().__init__(message)
         self.report = report
-
-
-def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    for line in lines:
-        if line.startswith("data:"):
-            data = line[5:].strip()
-            if data and data != "[DONE]":
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    yield event
-
-
-def _reply_text(data: dict[str, Any]) -> str:
-    """The text of a reply or of one stream event, in any of the APIs' shapes."""
-    parts = []
-    for choice in data.get("choices") or ():  # OpenAI: a reply or a chunk
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message") or choice.get("delta") or {}
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
-        if isinstance(choice.get("text"), str):
-            parts.append(choice["text"])
-    kind = data.get("type")
-    if kind == "message":  # Anthropic's reply
-        parts += [b.get("text") or "" for b in data.get("content") or () if isinstance(b, dict) and b.get("type") == "text"]
-    elif kind == "content_block_delta":  # Anthropic's stream
-        delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta":
-            parts.append(delta.get("text") or "")
-    elif kind == "response.output_text.delta":  # Responses' stream
-        parts.append(data.get("delta") or "")
-    if isinstance(data.get("text"), str) and not {"choices", "type", "object"} & set(data):  # a transcription
-        parts.append(data["text"])
-    if data.get("object") == "response":  # Responses' reply
-        for item in data.get("output") or ():
-            for part in (item.get("content") or ()) if isinstance(item, dict) else ():
-                if isinstance(part, dict) and part.get("type") == "output_text":
-                    parts.append(part.get("text") or "")
-    return "".join(parts)
-
-
-def _stream_error(event: dict[str, Any]) -> str | None:
-    """The error a stream event carries, in any of the APIs' shapes (None: not an error)."""
-    if "error" in event and event.get("type") != "response.failed":
-        return _error_message(event, str(event["error"]))
-    if event.get("type") == "error":  # Responses' error event: code and message at the top
-        return str(event.get("message") or event)[:200]
-    if event.get("type") == "response.failed":
-        failed = event.get("response") or {}
-        return _error_message(failed, str(failed.get("error") or event))
-    return None
-
-
-@dataclass
-class _Call:
-    status: int
-    text: str = ""
-    error: str = ""
-    sse_error: bool = False
-
-    @property
-    def failed(self) -> bool:
-        return self.status >= 400 or bool(self.error)
-
-    def __str__(self) -> str:
-        if self.sse_error:
-            return f"the stream ended with an SSE error event: {self.error}"
-        return f"HTTP {self.status}: {self.error}"
-
-
-def _error_message(data: Any, raw: str) -> str:
-    error = data.get("error") if isinstance(data, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return str(message if message is not None else raw)[:200]
-
-
-def _call(http: Any, url: str, body: dict[str, Any], headers: dict[str, str], stream: bool) -> _Call:
-    """POST one call; the reply's text, or its error (status, or the stream's SSE error event).
-    A transcription goes as multipart form data, with an audio file."""
-    if url.endswith(TRANSCRIPTION_PATHS):
-        sent: dict[str, Any] = {"data": {k: str(v) for k, v in body.items()},
-                                "files": {"file": ("conformance.wav", AUDIO, "audio/wav")}}
-    else:
-        sent = {"json": body}
-    with http.stream("POST", url, headers=headers, **sent) as resp:
-        if resp.status_code >= 400 or not stream:
-            resp.read()
-            try:
-                data = resp.json()
-            except ValueError:
-                data = None
-            if resp.status_code >= 400:
-                return _Call(resp.status_code, error=_error_message(data, resp.text) or "not a JSON reply")
-            if not isinstance(data, dict):  # audio: no text
-                return _Call(resp.status_code)
-            return _Call(resp.status_code, text=_reply_text(data))
-        text: list[str] = []
-        for event in _sse_events(resp.iter_lines()):
-            error = _stream_error(event)
-            if error is not None:
-                return _Call(resp.status_code, error=error, sse_error=True)
-            text.append(_reply_text(event))
-        return _Call(resp.status_code, text="".join(text))
-
-
-def _split_reply(text: str) -> tuple[str, list[str]]:
-    """A reply with `text` inside, and its stream pieces: `text` cut in the middle, across two chunks."""
-    cut = max(1, len(text) // 2)
-    pieces = ["Here it is: ", text[:cut], text[cut:], " and that is all."]
-    return "".join(pieces), pieces
 
 
 def check_plugin_conformance(plugin: str, *, gateway_server: Callable[..., Any], fake_upstream: FakeUpstream,
@@ -376,7 +192,7 @@ def _request_cases(report: ConformanceReport, http: Any, base: str, upstream: Fa
                 case = ConformanceCase("pre_request", path, shape.label, stream, "skipped")
                 report.cases.append(case)
                 before = len(upstream.requests)
-                control = _call(http, base + path, _body(make, harmless, stream, shape.model), control_headers,
+                control = call(http, base + path, _body(make, harmless, stream, shape.model), control_headers,
                                 stream)
                 if control.failed or len(upstream.requests) == before:
                     case.outcome = "control failed"
@@ -387,7 +203,7 @@ def _request_cases(report: ConformanceReport, http: Any, base: str, upstream: Fa
                     continue
                 before = len(upstream.requests)
                 sent = _body(make, trigger, stream, shape.model)
-                result = _call(http, base + path, sent, act_headers, stream)
+                result = call(http, base + path, sent, act_headers, stream)
                 reached = upstream.requests[before:]
                 if not reached:
                     case.outcome = "blocked" if result.failed else "answered"
@@ -403,8 +219,8 @@ def _request_cases(report: ConformanceReport, http: Any, base: str, upstream: Fa
 def _reply_cases(report: ConformanceReport, http: Any, base: str, upstream: FakeUpstream, reply_hooks: list[str],
                  trigger: str, harmless: str, control_headers: dict[str, str],
                  act_headers: dict[str, str]) -> None:
-    trigger_reply, trigger_pieces = _split_reply(trigger)
-    harmless_reply, harmless_pieces = _split_reply(harmless)
+    trigger_reply, trigger_pieces = split_reply(trigger)
+    harmless_reply, harmless_pieces = split_reply(harmless)
     for paths, make in REPLY_SHAPES:
         for path in _paths(paths):
             for stream in ((False,) if paths == TRANSCRIPTION_PATHS else (False, True)):
@@ -420,7 +236,7 @@ def _reply_cases(report: ConformanceReport, http: Any, base: str, upstream: Fake
                 case = ConformanceCase(hook, path, "reply text", stream, "skipped")
                 report.cases.append(case)
                 upstream.reply, upstream.reply_chunks = None, harmless_pieces
-                control = _call(http, base + path, body, control_headers, stream)
+                control = call(http, base + path, body, control_headers, stream)
                 if control.failed:
                     case.outcome = "control failed"
                     case.detail = (f"the same call with the harmless reply {harmless_reply!r} failed too "
@@ -428,7 +244,7 @@ def _reply_cases(report: ConformanceReport, http: Any, base: str, upstream: Fake
                                    "`headers=`) that the plugin lets through")
                     continue
                 upstream.reply, upstream.reply_chunks = None, trigger_pieces
-                result = _call(http, base + path, body, control_headers, stream)
+                result = call(http, base + path, body, control_headers, stream)
                 if result.failed:
                     case.outcome, case.detail = "blocked", str(result)
                 elif result.text != trigger_reply:

@@ -6,7 +6,9 @@ import logging
 import re
 import time
 from contextvars import ContextVar
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 log = logging.getLogger("gateway.plugins")
@@ -20,11 +22,34 @@ RESERVED_HEADER = re.compile(r"^(x-gateway-|x-request-id$|x-ratelimit-|content-|
 HEADER_NAME = re.compile(r"^x-[a-z0-9][a-z0-9-]*$")
 
 
-@dataclass(slots=True)
+#: The empty read-only mapping: the default of every mapping field of a `Principal`.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    return _EMPTY  # a default_factory: dataclasses refuse an unhashable default
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if type(value) is MappingProxyType:
+        return value
+    return MappingProxyType(dict(value)) if value else _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: filled in by the `auth` hook that recognised the key.
 
     `api_key` is the sha256 hex of the raw key, never the raw key itself.
+
+    Immutable: one Principal is shared by every request of its key (the virtual-key builtin
+    caches it, the master key has one for all its calls), so a change made for one request
+    would leak into the others and into their spend rows. Assigning a field raises
+    `dataclasses.FrozenInstanceError`; `models` and `tags` are tuples and the mappings are
+    read-only (`types.MappingProxyType`), whatever was passed in (lists and dicts are copied
+    once, when the Principal is built). Make a changed copy with `dataclasses.replace`. Values
+    nested inside the mappings (a list in `metadata`, a record in `extra`) are the caller's own:
+    treat them as read-only too.
     """
 
     api_key: str | None = None
@@ -35,12 +60,21 @@ class Principal:
     team_id: str | None = None
     team_alias: str | None = None
     is_admin: bool = False
-    models: list[str] = field(default_factory=list)
-    permissions: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    team_metadata: dict[str, Any] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    models: Sequence[str] = ()
+    permissions: Mapping[str, Any] = field(default_factory=_empty)
+    metadata: Mapping[str, Any] = field(default_factory=_empty)
+    team_metadata: Mapping[str, Any] = field(default_factory=_empty)
+    tags: Sequence[str] = ()
+    extra: Mapping[str, Any] = field(default_factory=_empty)
+
+    def __post_init__(self) -> None:
+        # Built once per key (and cached), never per request: the copies cost nothing on the hot path.
+        if type(self.models) is not tuple:
+            object.__setattr__(self, "models", tuple(self.models or ()))
+        if type(self.tags) is not tuple:
+            object.__setattr__(self, "tags", tuple(self.tags or ()))
+        for name in ("permissions", "metadata", "team_metadata", "extra"):
+            object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
 
     @property
     def display_name(self) -> str:
@@ -139,7 +173,7 @@ class RequestContext:
         return "\n".join(iter_request_text(self.body))
 
 
-def iter_request_text_slots(body: dict[str, Any]):
+def iter_request_text_slots(body: dict[str, Any]) -> Iterator[tuple[Any, str | int]]:
     """Where the client's text is, as assignable `(container, key)` slots, whatever the route:
 
     - chat (and the APIs served through chat: Anthropic's Messages, OpenAI's Responses, whose
@@ -182,13 +216,13 @@ def iter_request_text_slots(body: dict[str, Any]):
                 yield doc, "text"
 
 
-def iter_request_text(body: dict[str, Any]):
+def iter_request_text(body: dict[str, Any]) -> Iterator[str]:
     """Yield every piece of client-supplied text, in the places `iter_request_text_slots` names."""
     for container, key in iter_request_text_slots(body):
         yield container[key]
 
 
-def iter_response_text_slots(response: Any):
+def iter_response_text_slots(response: Any) -> Iterator[tuple[Any, str | int]]:
     """Where a JSON reply's text is, as assignable `(container, key)` slots, whatever the route:
     each choice's `message.content` (a string or its `text` parts) or `text` (chat, and the
     APIs served through chat; text completions), a transcription's `text` and its segments',
@@ -223,7 +257,7 @@ def iter_response_text_slots(response: Any):
             yield image, "revised_prompt"
 
 
-def iter_response_text(response: Any):
+def iter_response_text(response: Any) -> Iterator[str]:
     """Yield every piece of a JSON reply's text, in the places `iter_response_text_slots` names."""
     for container, key in iter_response_text_slots(response):
         yield container[key]

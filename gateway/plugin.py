@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Mapping
 import pluggy
 from pydantic import BaseModel, ConfigDict
 
+from gateway.protocol import Gateway
+
 hookimpl = pluggy.HookimplMarker("gateway")
 
 
@@ -52,7 +54,7 @@ class Plugin:
     on_error: str = "fail_closed"
     timeout_s: float | None = None
 
-    def __init__(self, config: PluginConfig, gateway: Any) -> None:
+    def __init__(self, config: PluginConfig, gateway: Gateway) -> None:
         self.config = config
         self.gateway = gateway
 

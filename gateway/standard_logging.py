@@ -89,7 +89,7 @@ def safe_base(url: Any) -> str | None:
 
 
 def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, (list, tuple)) else []
 
 
 def request_tags(ctx: Any) -> list[str]:

@@ -4,9 +4,10 @@
 # PostgreSQL: $GATEWAY_TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test.
 #
 # With no arguments (CI), three runs go side by side, because most of a test's time is spent
-# waiting on servers, not computing: the suite on SQLite (its output streams here), each plugin
-# installed alone in a fresh venv (tests/test_isolated_installs.py), and the database tests on
-# PostgreSQL (with Redis database 1, so the runs share no keys); the two others print when done.
+# waiting on servers, not computing: three fifths of the suite on SQLite (its output streams here);
+# each plugin installed alone in a fresh venv (tests/test_isolated_installs.py), then the other
+# two fifths on SQLite (Redis database 2); and the database tests on PostgreSQL (with Redis
+# database 1, so the runs share no keys). The others print when done.
 # With arguments (`bash scripts/test.sh tests/test_x.py -x`), the SQLite run and then the
 # PostgreSQL run take them, one after the other.
 set -euo pipefail
@@ -66,17 +67,31 @@ fi
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 started=$SECONDS
-uv run --no-sync pytest tests/test_isolated_installs.py >"$logs/isolated.log" 2>&1 &
-isolated=$!
+# The SQLite suite runs as two processes (tests/conftest.py deals the test files into 5 buckets):
+# 3 buckets here, the other 2 once the isolated installs are done, with Redis database 2.
+sqlite_suite() {
+  uv run --no-sync pytest --durations=25 --ignore=tests/test_isolated_installs.py "$@"
+}
+(
+  uv run --no-sync pytest tests/test_isolated_installs.py >"$logs/isolated.log" 2>&1 && echo 0 >"$logs/isolated.rc" \
+    || echo 1 >"$logs/isolated.rc"
+  echo "== each plugin installed alone (tests/test_isolated_installs.py): done after $((SECONDS - started)) s ==" \
+    >>"$logs/isolated.log"
+  GATEWAY_TEST_BUCKETS=3,4/5 GATEWAY_TEST_REDIS_URL="${GATEWAY_TEST_REDIS_URL_SECOND:-redis://127.0.0.1:6379/2}" \
+    sqlite_suite >"$logs/second.log" 2>&1
+) &
+background=$!
 GATEWAY_TEST_REDIS_URL="${GATEWAY_TEST_REDIS_URL_PG:-redis://127.0.0.1:6379/1}" postgres >"$logs/postgres.log" 2>&1 &
 pg=$!
 status=0
 # --durations: the slowest tests, in every CI log, so that a suite growing past its budget shows where.
-uv run --no-sync pytest --durations=25 --ignore=tests/test_isolated_installs.py || status=1
-echo "== the suite on SQLite: done after $((SECONDS - started)) s =="
-wait "$isolated" || status=1
-echo "== each plugin installed alone (tests/test_isolated_installs.py): done after $((SECONDS - started)) s =="
+GATEWAY_TEST_BUCKETS=0,1,2/5 sqlite_suite || status=1
+echo "== the suite on SQLite, first part: done after $((SECONDS - started)) s =="
+wait "$background" || status=1
 cat "$logs/isolated.log"
+[ "$(cat "$logs/isolated.rc" 2>/dev/null)" = 0 ] || status=1
+echo "== the suite on SQLite, second part: done after $((SECONDS - started)) s =="
+cat "$logs/second.log"
 wait "$pg" || status=1
 echo "== database tests on PostgreSQL: done after $((SECONDS - started)) s =="
 cat "$logs/postgres.log"

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+pytest_plugins = ["tests.ui_kit"]  # the admin UI tests' fixtures (ui_gw, session_client)
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 # Reduced motion: pages that honour it scroll at once, so screenshots never catch an animation.
@@ -164,3 +165,20 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[..., Path]:
         return path
 
     return take
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`GATEWAY_TEST_BUCKETS=0,1,2/5` keeps the test files of buckets 0, 1 and 2 out of 5 (every
+    collected file, in sorted order, dealt round-robin): scripts/test.sh runs the suite as two
+    processes side by side this way. Unset: every test."""
+    spec = os.environ.get("GATEWAY_TEST_BUCKETS")
+    if not spec:
+        return
+    wanted, _, count = spec.partition("/")
+    buckets, n = {int(b) for b in wanted.split(",")}, int(count)
+    files = sorted({str(item.path) for item in items})
+    bucket_of = {path: i % n for i, path in enumerate(files)}
+    keep = [item for item in items if bucket_of[str(item.path)] in buckets]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if bucket_of[str(item.path)] not in buckets])
+        items[:] = keep

@@ -26,8 +26,9 @@ import httpx
 import pytest
 import yaml
 
-from gateway.builtins.audit_store import GENESIS, canonical_json, row_from_event, row_hash
+from gateway.builtins.audit_store import row_from_event
 from gateway.context import AuditEvent
+from gateway.core.audit_chain import GENESIS, canonical_json, row_hash
 from gateway.testing import MASTER_KEY
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}

@@ -241,7 +241,7 @@ def test_poison_audit_rows_never_stop_the_audit_log(gateway_server, fake_upstrea
     assert store.lost == 0
 
     # The chain is whole: repaired rows joined it like any other.
-    from gateway.builtins.audit_store import verify_chain
+    from gateway.core.audit_chain import verify_chain
 
     verdict = gw._thread.run(verify_chain())
     assert verdict.ok, verdict.message

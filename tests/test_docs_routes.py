@@ -12,13 +12,16 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("plugins/*/README.md"))]
+# docs/providers/ is left out: its pages name the vendors' own APIs (`POST /model/{modelId}/converse`).
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("plugins/*/README.md")),
+         REPO / "contrib" / "plugin-template" / "README.md"]
 ADMIN = {"Authorization": "Bearer sk-1234"}
 
 # A route-looking path: `/a/b`, `/v1/chat/completions`, `/key/info?key=...`, `/engines/{model}/...`.
-PATH = r"(/(?:[A-Za-z0-9_.:*\-/]|\{[^}`\n]*\}|<[^>`\n]*>)*)"
-IN_BACKTICKS = re.compile(r"`(?:(?:GET|POST|PUT|PATCH|DELETE) )?" + PATH + r"(?:\?[^`]*)?`")
-AFTER_METHOD = re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) (?:https?://[^/\s]+)?" + PATH)
+PATH = r"(?P<path>/(?:[A-Za-z0-9_.:*\-/]|\{[^}`\n]*\}|<[^>`\n]*>)*)"
+METHOD = r"(?P<method>GET|POST|PUT|PATCH|DELETE)"
+IN_BACKTICKS = re.compile(r"`(?:" + METHOD + " )?" + PATH + r"(?:\?[^`]*)?`")
+AFTER_METHOD = re.compile(r"\b" + METHOD + r" (?:https?://[^/\s]+)?" + PATH)
 # Paths in the docs that are not the gateway's routes (files, other services' APIs), each with why.
 NOT_ROUTES = {
     "/analyze/prompt": "LLM Guard API's route (the guard's peer)",
@@ -46,20 +49,28 @@ NOT_ROUTES = {
 FILE_LIKE = re.compile(r"^/(etc|tmp|usr|var|home|work|path|relative|opt|srv|data|secrets|run)(/|$)|\.(ya?ml|txt|py|toml|sqlite3|db|pem|log)$")
 
 
-def named_routes() -> dict[str, str]:
-    """Each route-looking path the pages name -> the first page that names it."""
-    found: dict[str, str] = {}
+def named_calls() -> dict[tuple[str | None, str], str]:
+    """Each (method or None, route-looking path) the pages name -> the first page that names it."""
+    found: dict[tuple[str | None, str], str] = {}
     for page in PAGES:
         text = page.read_text()
         for pattern in (IN_BACKTICKS, AFTER_METHOD):
             for match in pattern.finditer(text):
-                raw = match.group(1)
+                raw = match.group("path")
                 path = raw.rstrip("/.:*") or "/"
                 if raw.endswith(("/...", "/*")):
                     path = "prefix:" + path  # a family of routes: `/customer/*`, `/engines/{model}/...`
                 if FILE_LIKE.search(path) or path in NOT_ROUTES or path.startswith("//"):
                     continue
-                found.setdefault(path, str(page.relative_to(REPO)))
+                found.setdefault((match.group("method"), path), str(page.relative_to(REPO)))
+    return found
+
+
+def named_routes() -> dict[str, str]:
+    """Each route-looking path the pages name -> the first page that names it."""
+    found: dict[str, str] = {}
+    for (_, path), page in named_calls().items():
+        found.setdefault(path, page)
     return found
 
 
@@ -110,3 +121,34 @@ def _route_missing(r: httpx.Response) -> bool:
         return r.json()["error"]["message"].startswith("Route not found")
     except (ValueError, KeyError, TypeError):
         return True
+
+
+def test_every_method_the_docs_give_a_route_is_one_it_answers(tmp_path, monkeypatch):
+    """`POST /key/generate` in a doc: the route answers POST (a GET-only route fails here; a route
+    not served at all is the test above's)."""
+    import yaml
+    from werkzeug.exceptions import MethodNotAllowed, NotFound
+    from werkzeug.routing import RequestRedirect
+
+    from gateway.core.app import create_app, load
+
+    calls = {(method, path): page for (method, path), page in named_calls().items()
+             if method is not None and not path.startswith("prefix:")}
+    assert len(calls) > 100, calls  # the scan itself works
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model_list": [{"model_name": "fake-gpt", "litellm_params": {"model": "fake/echo"}}],
+        "general_settings": {"master_key": "sk-1234", "enable_public_model_hub": True},
+        "litellm_settings": {"store_audit_logs": True, "callbacks": ["prometheus"]},
+    }))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite://{tmp_path}/gateway.db")
+    routes = create_app(load(str(config))).url_map.bind("gateway.test")
+    wrong: list[str] = []
+    for (method, path), page in sorted(calls.items()):
+        try:
+            routes.match(concrete(path), method=method)
+        except MethodNotAllowed as e:
+            wrong.append(f"{method} {path} (named in {page}; it answers {', '.join(sorted(e.valid_methods or []))})")
+        except (NotFound, RequestRedirect):
+            continue
+    assert not wrong, "methods the docs give routes that the routes do not answer:\n" + "\n".join(wrong)

@@ -36,6 +36,17 @@ def chat(gw, key, model="m", **kw):
     return gw.client(api_key=key).chat.completions.create(model=model, messages=HI, **kw)
 
 
+def spend_recorded(gw, key, timeout=5.0):
+    """Wait until the spend writer has added a call's cost to the key (it writes in batches)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = httpx.get(gw.url + "/key/info", params={"key": key}, headers=ADMIN).json()["info"]
+        if info["spend"] > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the call's spend was never added to the key")
+
+
 @pytest.fixture
 def gw(gateway_server):
     return gateway_server(CONFIG)
@@ -117,6 +128,7 @@ def test_expiry(gw):
 def test_budget_crossed_gives_429_and_spend_reset_reopens(gw):
     raw = generate(gw, max_budget=1.0)["key"]
     chat(gw, raw)
+    spend_recorded(gw, raw)  # else the call's cost may land on top of the spend set below
     post(gw, "/key/update", {"key": raw, "spend": 1.5})
     with pytest.raises(openai.RateLimitError) as err:
         chat(gw, raw)

@@ -6,6 +6,7 @@ environment with real entry points, so discovery goes through `importlib.metadat
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -633,3 +634,82 @@ def test_a_failed_start_closes_what_it_opened(gateway_server):
         gateway_server({"litellm_settings": {"callbacks": ["probe_startup_fails"]}})
     gw = gateway_server({"model_list": [{"model_name": "m", "litellm_params": {"model": "fake/m"}}]})
     assert gw.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).choices
+
+
+OBSERVER = """
+    import asyncio, time
+    from gateway import Plugin, hookimpl
+
+    SEEN = []  # (plugin, event, time)
+
+    class Guard(Plugin):
+        name = "{name}"
+        priority = {priority}
+
+        @hookimpl
+        async def request_finished(self, ctx, outcome):
+            SEEN.append(("{name}", "start", time.monotonic()))
+            await asyncio.sleep({sleep})
+            SEEN.append(("{name}", "end", time.monotonic()))
+            if {fail}:
+                raise RuntimeError("observer broke")
+    """
+
+
+def test_request_finished_observers_run_in_priority_order_off_the_request_path(gateway_server, fake_upstream,
+                                                                                local_plugin):
+    first = local_plugin("first_observer", OBSERVER.format(name="first_observer", priority=900, sleep=0.4, fail=True))
+    second = local_plugin("second_observer", OBSERVER.format(name="second_observer", priority=100, sleep=0, fail=False))
+    server = gateway_server(make_config(fake_upstream, callbacks=[second, first]))
+    started = time.monotonic()
+    server.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 0.4  # the client never waits for observers
+    def seen() -> list[tuple[str, str, float]]:  # the in-process gateway imported both modules
+        return [e for name in (first, second) for e in importlib.import_module(f"gateway_plugin_{name}").SEEN]
+
+    deadline = time.monotonic() + 5
+    while len(seen()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    order = [(name, event) for name, event, _ in sorted(seen(), key=lambda s: s[2])]
+    # Higher priority first; the next starts when it has ended, even though it raised.
+    assert order == [("first_observer", "start"), ("first_observer", "end"),
+                     ("second_observer", "start"), ("second_observer", "end")]
+
+
+PLAIN_OBSERVER = """
+    import time
+    from gateway import Plugin, hookimpl
+
+    SEEN = []  # (plugin, request id, time)
+
+    class Guard(Plugin):
+        name = "{name}"
+        priority = {priority}
+
+        @hookimpl
+        def request_finished(self, ctx, outcome):  # a plain function: run in a loop callback, no task
+            SEEN.append(("{name}", ctx.request_id, time.monotonic()))
+            if {fail}:
+                raise RuntimeError("observer broke")
+    """
+
+
+def test_plain_function_observers_run_in_priority_order_and_a_failing_one_stops_neither_the_next_nor_the_spend_row(
+        gateway_server, fake_upstream, local_plugin):
+    first = local_plugin("plain_first", PLAIN_OBSERVER.format(name="plain_first", priority=900, fail=True))
+    second = local_plugin("plain_second", PLAIN_OBSERVER.format(name="plain_second", priority=100, fail=False))
+    server = gateway_server(make_config(fake_upstream, callbacks=[second, first]))
+    replies = [post_chat(server) for _ in range(3)]
+    ids = [r.headers["x-request-id"] for r in replies]
+
+    def seen() -> list[tuple[str, str, float]]:
+        return [e for name in (first, second) for e in importlib.import_module(f"gateway_plugin_{name}").SEEN]
+
+    deadline = time.monotonic() + 5
+    while len(seen()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    order = [(name, request_id) for name, request_id, _ in sorted(seen(), key=lambda s: s[2])]
+    assert order == [(name, rid) for rid in ids for name in ("plain_first", "plain_second")]
+    assert admin_get(server, "/plugins")["counters"]["errors"] == {"plain_first": 3}
+    # The built-in observers are plain functions too: every call has its spend row.
+    assert sorted(row["request_id"] for row in server.spend_logs(3)) == sorted(r.json()["id"] for r in replies)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.builtins.providers import BuiltinProviders
-from gateway.core.plugins import PROVIDERS_GROUP
+from gateway.core.plugin_discovery import PROVIDERS_GROUP
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "docs" / "providers"

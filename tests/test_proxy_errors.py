@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -215,6 +217,35 @@ def test_upstream_timeout_is_504(gateway_server, fake_upstream):
     err = error_of(resp, 504, "timeout")
     assert "gpt-slow" in err["message"]
     assert UPSTREAM_KEY not in resp.text
+
+
+def test_a_body_that_stalls_after_the_headers_is_bounded_by_the_timeout_too(gateway_server):
+    """`timeout` bounds the whole non-streamed call: an upstream that sends its headers at once and
+    then stalls mid-body is cut off by the same deadline."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def stall() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+            stop.wait(5)
+
+    threading.Thread(target=stall, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    server = gateway_server(config(upstream_model("gpt-stall", url, timeout=0.5), num_retries=0))
+    try:
+        started = time.monotonic()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            resp = http.post("/v1/chat/completions", headers=AUTH, json={"model": "gpt-stall", "messages": HI})
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.close()
+    err = error_of(resp, 504, "timeout")
+    assert "gpt-stall" in err["message"]
+    assert took < 3, took
 
 
 def test_upstream_timeout_on_a_stream_request_is_504(gateway_server, fake_upstream):

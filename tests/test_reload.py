@@ -7,6 +7,7 @@ Everything goes through the real `gateway` CLI in a subprocess (tests/test_proce
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -135,6 +136,91 @@ def test_post_reload_says_what_changed_and_audits_it(tmp_path, fake_upstream, st
     assert row["before_value"] == {"sha256": first["sha256"]}
     assert row["updated_values"] == {"sha256": second["sha256"], "workers": 1}
     assert MASTER_KEY not in rows.text
+
+
+def listening_socket_holders(port: int) -> set[int]:
+    """The pids holding the listening socket of `port` open (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) in inodes:
+                holders.add(int(fd.parts[2]))
+        except OSError:
+            pass
+    return holders
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening socket's holders from Linux /proc")
+def test_once_a_reload_says_reloaded_every_new_connection_gets_the_new_config(tmp_path, fake_upstream, started):
+    # It once said "reloaded" right after sending the old workers their SIGTERM: a worker notices it
+    # on its next 0.1 s tick, and a new connection in between was an old worker's (old model list).
+    gw = started(workers=2)
+    old = set(gw.worker_pids())
+    assert old <= listening_socket_holders(gw.port)
+    for attempt in range(3):
+        rewrite(tmp_path, config(fake_upstream.url, "gpt-test", f"gpt-new-{attempt}"))
+        r = httpx.post(gw.url + "/config/reload", headers=ADMIN, timeout=200)
+        assert r.status_code == 200, r.text
+        assert not (old & listening_socket_holders(gw.port)), "an old worker still takes connections"
+        for _ in range(10):  # each a new connection
+            assert models(gw.url) == [f"gpt-new-{attempt}", "gpt-test"]
+        old = set(gw.worker_pids())
+
+
+def test_a_worker_that_dies_is_replaced_and_its_replacement_reloads_like_the_others(tmp_path, fake_upstream, started):
+    gw = started(workers=2)
+    victim, survivor = gw.worker_pids()
+    os.kill(victim, signal.SIGKILL)
+    wait_for_log(gw, f"worker {victim} died (exit status -9); starting another")
+    deadline = time.monotonic() + 40
+    while len(gw.worker_pids()) < 3:
+        assert time.monotonic() < deadline, gw.log
+        time.sleep(0.1)
+    replacement = gw.worker_pids()[-1]
+    wait_for_log(gw, "gateway ready", timeout=40)
+    rewrite(tmp_path, config(fake_upstream.url, "gpt-test", "gpt-new"))
+    r = httpx.post(gw.url + "/config/reload", headers=ADMIN, timeout=200)
+    assert r.status_code == 200, r.text
+    if Path("/proc/net/tcp").exists():
+        assert not ({replacement, survivor} & listening_socket_holders(gw.port))
+    assert models(gw.url) == ["gpt-new", "gpt-test"]
+
+
+def test_an_old_worker_still_draining_holds_up_neither_the_next_reload_nor_its_own_call(tmp_path, fake_upstream, started):
+    # The supervisor once waited for the old workers to exit before it took the next SIGHUP: a
+    # `POST /config/reload` accepted by an old worker a moment before it stopped listening then
+    # waited for a reload that could not begin, until the 30 s graceful stop cut it off (a 500).
+    gw = started(workers=1)
+    fake_upstream.delay = 25.0  # under the 30 s the old worker is given to finish its calls
+    slow: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: slow.append(httpx.post(
+        gw.url + "/v1/chat/completions", headers=ADMIN, timeout=60,
+        json={"model": "gpt-test", "messages": [{"role": "user", "content": "slow"}]})))
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not fake_upstream.requests:  # the call is in flight on the first worker
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    fake_upstream.delay = 0.0
+    rewrite(tmp_path, config(fake_upstream.url, "gpt-test", "gpt-new"))
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for_log(gw, "config reload 1: done; 1 worker(s) serve the new config", timeout=60)
+    assert caller.is_alive(), "the reload waited for the old worker's call to finish"
+    # The next reload, asked for while the old worker still drains, goes through at once.
+    rewrite(tmp_path, config(fake_upstream.url, "gpt-test", "gpt-newer"))
+    r = httpx.post(gw.url + "/config/reload", headers=ADMIN, timeout=200)
+    assert r.status_code == 200 and r.json()["id"] == 2, r.text
+    assert models(gw.url) == ["gpt-newer", "gpt-test"]
+    caller.join(60)
+    assert [r.status_code for r in slow] == [200]  # the old worker's call was not cut off
+    wait_for_log(gw, "config reload: old worker")
+    assert chat(gw.url, "gpt-newer").status_code == 200
 
 
 def test_a_config_with_problems_is_refused_with_all_of_them_and_the_old_one_serves(tmp_path, fake_upstream, started):

@@ -339,6 +339,24 @@ def test_key_team_user_and_end_user_spend_grow_by_the_cost(gw):
         {"user_id": user, "spend": pytest.approx(total, rel=TIGHT), "max_budget": None}]
 
 
+def test_the_writer_keeps_the_cached_records_it_charged_and_they_match_the_database(gw):
+    # The worker that wrote the spend already holds it on its cached records: no reload per flush.
+    user = post(gw, "/user/new", {"user_id": "kept"})["user_id"]
+    raw = post(gw, "/key/generate", {"user_id": user, "max_budget": 100})["key"]
+    first = chat(gw, raw)
+    cache = gw.gateway.directory.cache
+    key, owner = cache.peek("key", sha(raw)), cache.peek("user", user)
+    assert key is not None and owner is not None
+    settle(gw, 1)
+    chat(gw, raw)
+    settle(gw, 2)
+    assert cache.peek("key", sha(raw)) is key and cache.peek("user", user) is owner
+    info = get(gw, "/key/info", key=raw)["info"]
+    assert info["spend"] > cost(first.usage)
+    assert key.spend == pytest.approx(info["spend"], rel=TIGHT)
+    assert owner.spend == pytest.approx(get(gw, "/user/info", user_id=user)["user_info"]["spend"], rel=TIGHT)
+
+
 def test_budget_crossed_by_real_spend_refuses_the_next_call(gw):
     raw = post(gw, "/key/generate", {"max_budget": 0.5})["key"]
     first = chat(gw, raw, model="pricey")  # a handful of tokens at $1 each
@@ -431,6 +449,28 @@ def test_spend_calculate(gw):
     assert got == {"cost": pytest.approx(10 * IN_PRICE + 20 * OUT_PRICE, rel=TIGHT)}
     r = httpx.post(gw.url + "/spend/calculate", json={"model": "no-such-model", "messages": messages}, headers=ADMIN)
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+
+
+def test_spend_calculate_body_errors_are_400s_naming_the_problem(gw):
+    def error(content: bytes) -> dict[str, Any]:
+        r = httpx.post(gw.url + "/spend/calculate", content=content, headers=ADMIN)
+        assert r.status_code == 400, r.text
+        return r.json()["error"]
+
+    assert error(b"{not json")["message"].startswith("Malformed JSON in request body: ")
+    assert error(b" ")["message"].startswith("Malformed JSON in request body: ")
+    assert error(b"[1]")["message"] == "Request body must be a JSON object"
+    assert error(b"")["param"] == "model"  # an empty body is `{}`: it names no model
+
+
+def test_spend_calculate_prices_cached_tokens_as_the_spend_row_does(gw):
+    """A model known only to the price table is priced by the same formula as a call's row:
+    cached prompt tokens at the model's cache-read price (gpt-5: 1.25e-06 in, 1.25e-07 cached,
+    1e-05 out)."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "prompt_tokens_details": {"cached_tokens": 800}}
+    response = {"id": "chatcmpl-x", "object": "chat.completion", "model": "gpt-5", "choices": [], "usage": usage}
+    got = post(gw, "/spend/calculate", {"completion_response": response})
+    assert got == {"cost": pytest.approx(200 * 1.25e-06 + 800 * 1.25e-07 + 10 * 1e-05, rel=TIGHT)}
 
 
 @pytest.mark.parametrize("path,param", [("/spend/logs", "start_date"), ("/spend/logs", "end_date"),

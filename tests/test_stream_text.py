@@ -16,6 +16,7 @@ import re
 import sys
 import textwrap
 import threading
+import time
 from itertools import combinations, pairwise
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,27 @@ class StreamMask(Plugin):
 class StreamMaskB(StreamMask):
     name = "stream_mask_b"
     priority = 700
+
+
+class FirstChunkGate(Plugin):
+    """Holds every chunk after a stream's first until the client says it has the first one
+    (`gate_file` exists), or 3 s have passed."""
+    name = "first_chunk_gate"
+
+    class Config(PluginConfig):
+        gate_file: str = Field(description="Created by the client once it has the first chunk.")
+
+    @hookimpl
+    async def stream_chunk(self, ctx, chunk):
+        import asyncio
+        import os
+        import time
+
+        seen = ctx.state_for(self.name).setdefault("chunks", [0])
+        seen[0] += 1
+        deadline = time.monotonic() + 3
+        while seen[0] > 1 and not os.path.exists(self.config.gate_file) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 '''
 
 
@@ -292,6 +314,7 @@ def mask_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
         [gateway]
         stream_mask = gateway_plugin_stream_mask:StreamMask
         stream_mask_b = gateway_plugin_stream_mask:StreamMaskB
+        first_chunk_gate = gateway_plugin_stream_mask:FirstChunkGate
         """))
     monkeypatch.syspath_prepend(str(site))
     yield {"PYTHONPATH": str(site)}
@@ -304,6 +327,7 @@ class ScriptedUpstream:
 
     def __init__(self) -> None:
         self.events: list[Any] = []
+        self.together = False  # every event in one write: they reach the gateway as one piece
         self.requests: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="scripted-upstream")
@@ -315,9 +339,9 @@ class ScriptedUpstream:
             self.requests.append(await request.json())
             resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
             await resp.prepare(request)
-            for event in self.events:
-                data = event if isinstance(event, str) else json.dumps(event)
-                await resp.write(f"data: {data}\n\n".encode())
+            pieces = [f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n".encode() for e in self.events]
+            for piece in [b"".join(pieces)] if self.together else pieces:
+                await resp.write(piece)
             await resp.write_eof()
             return resp
 
@@ -472,3 +496,26 @@ def test_with_the_fake_upstream_fixture(fake_upstream, mask_plugin, gateway_serv
     assert text == "********* and a ******** and a *****"
     # the plugin only has a stream hook: JSON replies are not its business here
     assert reply.choices[0].message.content == "SwordFish and a fishbone and a sword"
+
+
+def test_the_first_chunk_leaves_before_the_rest_of_its_piece_is_processed(scripted, mask_plugin, gateway_server,
+                                                                           tmp_path):
+    # An upstream that sends many events at once: the gateway once relayed the first only after
+    # the whole piece had been through the hooks, holding back the first token.
+    scripted.together = True
+    scripted.events = [chunk_event([delta(0, f"w{i} ")]) for i in range(20)]
+    scripted.events += [chunk_event([delta(0, "", "stop")]), chunk_event([], usage=USAGE), "[DONE]"]
+    gate = tmp_path / "first-chunk-arrived"
+    server = gateway_server({**gateway_config(scripted), "plugins": [
+        {"name": "first_chunk_gate", "config": {"gate_file": str(gate)}}]}, env=mask_plugin)
+    started = time.monotonic()
+    texts = []
+    with server.client() as client:
+        for chunk in client.chat.completions.create(model="gpt-test", stream=True,
+                                                    messages=[{"role": "user", "content": "hi"}]):
+            if not texts:
+                first_after = time.monotonic() - started
+                gate.touch()
+            texts.append(chunk.choices[0].delta.content if chunk.choices else None)
+    assert first_after < 2.5, f"the first chunk waited for the rest of its piece ({first_after:.1f} s)"
+    assert "".join(t or "" for t in texts) == "".join(f"w{i} " for i in range(20))

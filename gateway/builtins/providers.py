@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.builtins import AlwaysOn
 from gateway.core.providers import anthropic, azure, cohere, gemini, ollama, openai_family, vertex
-from gateway.plugin import Plugin, hookimpl
+from gateway.plugin import PluginConfig, hookimpl
 
 
-class BuiltinProviders(Plugin):
+class BuiltinProvidersConfig(PluginConfig):
+    """No settings: each provider is configured by the `model_list` entries that use its prefix."""
+
+
+class BuiltinProviders(AlwaysOn):
     name = "builtin_providers"
     priority = 0
+    Config = BuiltinProvidersConfig
 
     @hookimpl
     def providers(self, gateway: Any) -> list[Any]:

@@ -17,21 +17,26 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from gateway import (
     AlertEvent,
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
-    Plugin,
+    PluginConfig,
     Principal,
     hookimpl,
 )
+from gateway.builtins import AlwaysOn, read_as
 from gateway.core.keys import hash_key
 from gateway.core.limits import Claim, LimitReached, Limits, LimitsUnavailable, rates
-from gateway.core.limits.budgets import DEFAULT_MAX_TOKENS, DEFAULT_TTL_S, Estimator, positive_setting, remember
-from gateway.core.management.common import member_ident
+from gateway.core.limits.budgets import (DEFAULT_MAX_TOKENS, DEFAULT_TTL_S, Estimator, budget_exceeded, check_budget,
+                                         effective_spend, positive_setting, remember)
+from gateway.core.management.common import iso, member_ident
+from gateway.core.model_access import model_allowed
 from gateway.core.spend.record import build_row
 from gateway.errors import ServiceUnavailableError
 
@@ -44,29 +49,6 @@ END_USER_BLOCKED = "User blocked from making LLM API Calls. User={}"
 log = logging.getLogger("gateway.virtual_keys")
 
 
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat()
-
-
-def effective_spend(record: Any, now: datetime) -> float:
-    """Spend in the current budget period (a period that ended counts as reset)."""
-    if record.budget_reset_at is not None and record.budget_reset_at <= now:
-        return 0.0
-    return float(record.spend or 0.0)
-
-
-def budget_exceeded(spend: float, max_budget: float) -> BudgetExceededError:
-    return BudgetExceededError(f"Budget has been exceeded! Current cost: {spend}, Max budget: {max_budget}")
-
-
-def check_budget(record: Any, now: datetime) -> None:
-    if record is None or record.max_budget is None:
-        return
-    spend = effective_spend(record, now)
-    if spend >= record.max_budget:
-        raise budget_exceeded(spend, record.max_budget)
-
-
 def identify(entity: str, record: Any) -> tuple[str, str]:
     """(id, display name) of a key, team, user, end user, organization or team member record."""
     if entity == "key":
@@ -77,14 +59,6 @@ def identify(entity: str, record: Any) -> tuple[str, str]:
         return member_ident(record.team_id, record.user_id), f"{record.user_id} in team {record.team_id}"
     ident = record.team_id if entity == "team" else record.user_id
     return ident, ident
-
-
-def model_allowed(allowed: list[str], model: str) -> bool:
-    if not allowed or "all-proxy-models" in allowed or "*" in allowed:
-        return True
-    if model in allowed:
-        return True
-    return any(a.endswith("/*") and model.startswith(a[:-1]) for a in allowed)
 
 
 async def reset_budgets(directory: Any) -> int:
@@ -113,25 +87,49 @@ async def reset_budgets(directory: Any) -> int:
     return count
 
 
-class VirtualKeys(Plugin):
+def _positive(key: str, default: float, cast: type = float) -> Any:
+    """`general_settings.<key>` as `positive_setting` reads it (unset: `default`), then `cast`."""
+    return read_as(lambda value: cast(positive_setting({key: value}, key, default)))
+
+
+class VirtualKeysConfig(PluginConfig):
+    """Settings of `virtual_keys`: the flat keys in `general_settings`, read as they always were."""
+
+    budget_reservation_ttl_s: Annotated[float, _positive("budget_reservation_ttl_s", DEFAULT_TTL_S)] = Field(
+        DEFAULT_TTL_S, description="The longest, in seconds (> 0), a budget reservation is held when its call "
+        "never ends (its worker died). Keep it above your longest call.")
+    budget_default_max_tokens: Annotated[int, _positive("budget_default_max_tokens", DEFAULT_MAX_TOKENS, int)] = Field(
+        DEFAULT_MAX_TOKENS, description="Output tokens (> 0) a call is assumed to need when its cost is "
+        "reserved against budgets, if it sends neither max_tokens nor max_completion_tokens.")
+    rate_limit_redis_failure: Annotated[Literal["fail_open", "fail_closed"], read_as(
+        lambda value: "fail_closed" if rates.fail_closed({rates.FAILURE_SETTING: value}) else "fail_open")] = Field(
+        "fail_open", description="What rate limits do while REDIS_URL is set but Redis does not answer: "
+        "fail_open counts them in each worker, fail_closed refuses every call that has a rate limit with 503.")
+    budget_reset_interval_s: Annotated[float, read_as(lambda value: float(value or RESET_INTERVAL_S))] = Field(
+        RESET_INTERVAL_S, description="How often, in seconds, each worker resets the spend of the records "
+        "whose budget_duration period ended.")
+
+
+class VirtualKeys(AlwaysOn):
     name = "virtual_keys"
     priority = 1500
+    Config = VirtualKeysConfig
 
-    def __init__(self, config: Any, gateway: Any) -> None:
+    def __init__(self, config: VirtualKeysConfig, gateway: Any) -> None:
         super().__init__(config, gateway)
         self._resetter: asyncio.Task[None] | None = None
         # Principals built from the cached records, rebuilt whenever any of those records is reloaded.
         self._principals: dict[str, tuple[Any, Any, Any, Principal]] = {}
         self._budget_alerted: dict[tuple[str, str], float] = {}  # (entity, id) -> monotonic time
-        general = gateway.settings.file.general_settings
         # Budget reservations: counted in Redis when REDIS_URL is set (shared by every worker and
         # instance), else in this process. `gateway.limits` is meant for rate limits too.
         gateway.limits = Limits(gateway.redis)  # the process's RedisGuard (timeouts, breaker), or None
-        self.reservation_ttl = positive_setting(general, "budget_reservation_ttl_s", DEFAULT_TTL_S)
-        self.estimator = Estimator(gateway.router, gateway.prices,
-                                   int(positive_setting(general, "budget_default_max_tokens", DEFAULT_MAX_TOKENS)))
+        self.reservation_ttl = config.budget_reservation_ttl_s
+        self.estimator = Estimator(gateway.router, gateway.prices, config.budget_default_max_tokens)
         self.rate_window = rates.window_s()
-        self.rate_fail_closed = rates.fail_closed(general)
+        self.rate_fail_closed = config.rate_limit_redis_failure == "fail_closed"
+        self.reset_interval = config.budget_reset_interval_s
+        gateway.key_principal = self.principal_for_token
 
     @hookimpl
     async def startup(self, gateway: Any) -> None:
@@ -145,7 +143,7 @@ class VirtualKeys(Plugin):
         await gateway.limits.close()
 
     async def _reset_loop(self, gateway: Any) -> None:
-        interval = float(gateway.settings.file.general_settings.get("budget_reset_interval_s") or RESET_INTERVAL_S)
+        interval = self.reset_interval
         while True:
             try:
                 reset = await reset_budgets(gateway.directory)
@@ -156,7 +154,7 @@ class VirtualKeys(Plugin):
             await asyncio.sleep(interval)
 
     @hookimpl
-    async def request_finished(self, ctx: Any, outcome: Any) -> None:
+    def request_finished(self, ctx: Any, outcome: Any) -> None:
         """The call's real tokens count towards its tpm limits (its holds are released by
         `spend_logs`, once the call's cost is on the cached records)."""
         rates.count_tokens(self.gateway.limits, ctx, outcome)
@@ -182,9 +180,14 @@ class VirtualKeys(Plugin):
                     record.spend = float(record.spend or 0.0) + spend
 
     @hookimpl
-    async def auth(self, request: Any, api_key: str, gateway: Any) -> Principal | None:
-        directory = gateway.directory
-        key = await directory.key(hash_key(api_key))
+    async def auth(self, api_key: str, gateway: Any) -> Principal | None:  # no `request`: see fast_path.py
+        return await self.principal_for_token(hash_key(api_key))
+
+    async def principal_for_token(self, token: str) -> Principal | None:
+        """The Principal of the key whose sha256 is `token`, checked as a call with the raw key is
+        (blocked, expired, blocked team): for an admin UI session, which keeps only the hash."""
+        directory = self.gateway.directory
+        key = await directory.key(token)
         if key is None:
             return None
         if key.blocked:
@@ -192,7 +195,7 @@ class VirtualKeys(Plugin):
         now = datetime.now(timezone.utc)
         if key.expires is not None and key.expires <= now:
             raise AuthenticationError(
-                f"Authentication Error - Expired Key. Key Expiry time {_iso(key.expires)} and current time {_iso(now)}",
+                f"Authentication Error - Expired Key. Key Expiry time {iso(key.expires)} and current time {iso(now)}",
                 type="expired_key",
             )
         team = await directory.team(key.team_id) if key.team_id else None
@@ -205,7 +208,7 @@ class VirtualKeys(Plugin):
         records = (key, team, user, org, member)
         cached = self._principals.get(key.token)
         if cached is not None and all(a is b for a, b in zip(cached[0], records)):
-            return cached[1]  # the same records as last time: the same Principal (treat it as read-only)
+            return cached[1]  # the same records as last time: the same Principal (immutable, so shared safely)
         principal = self._principal(*records)
         if len(self._principals) > 100_000:
             self._principals.clear()
@@ -255,7 +258,7 @@ class VirtualKeys(Plugin):
                         or model_allowed(allowed, names.resolve(ctx.model, principal)[0])):
                     raise AuthenticationError(
                         "Authentication Error, API Key not allowed to access model. "
-                        f"This token can only access models={allowed}. Tried to access {ctx.model}",
+                        f"This token can only access models={list(allowed)}. Tried to access {ctx.model}",
                         param="model",
                     )
             for entity, record in zip(("key", "team", "user"), principal.extra.get("records") or ()):

@@ -3,62 +3,19 @@
 `general_settings.public_routes`, `admin_only_routes` and `allowed_routes` list paths or route
 groups (`LiteLLMRoutes.public_routes`, also spelled `GatewayRoutes.public_routes`). A non-admin key
 reaches the LLM routes, the info routes (their handlers show only the caller's own records) and the
-spend routes (scoped to the caller); every other management route is admin only.
+spend routes (scoped to the caller); every other management route is admin only. The groups are
+read off the app's routes (`route_groups.py`): the lists are checked when the policy is made, and
+applied once the app's routes are mounted (`mount`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+from gateway.core.route_groups import INFO, MODEL_HUB, NAMED, OPENAI, PUBLIC, SPEND, derive
 from gateway.errors import PermissionDeniedError
 
-LLM_ROUTES = frozenset(
-    f"{prefix}/{path}" for prefix in ("", "/v1") for path in ("chat/completions", "completions", "embeddings", "models")
-) | frozenset({
-    "/models/{model}", "/v1/models/{model}",
-    *(f"{form}/{path}" for form in ("/engines/{model}", "/openai/deployments/{model}")
-      for path in ("chat/completions", "completions", "embeddings")),
-    # The other APIs (issue 16): Anthropic's Messages, OpenAI's Responses, images, audio,
-    # moderations, and Cohere-style rerank.
-    *(f"{prefix}/v1/messages{tail}" for prefix in ("", "/anthropic") for tail in ("", "/count_tokens")),
-    *(f"{prefix}/responses{tail}" for prefix in ("", "/v1")
-      for tail in ("", "/{response_id}", "/{response_id}/input_items")),
-    *(f"{prefix}/{path}" for prefix in ("", "/v1")
-      for path in ("images/generations", "audio/transcriptions", "audio/speech", "moderations", "rerank")),
-    "/v2/rerank",
-})
-
-# Public only with `general_settings.enable_public_model_hub: true`; admin only otherwise.
-MODEL_HUB_ROUTES = frozenset({"/model_hub", "/public/model_hub"})
-
-GROUPS: dict[str, frozenset[str]] = {
-    "public_routes": frozenset({"/", "/health/liveliness", "/health/liveness", "/health/readiness", "/routes",
-                                "/metrics", "/openapi.json", "/docs", "/redoc", "/docs-assets/{name}"}),
-    # Issue 15's routes are listed here ahead of their handlers (a path with no handler is a 404).
-    "openai_routes": LLM_ROUTES,
-    "info_routes": frozenset({"/key/info", "/team/info", "/user/info", "/model/info", "/v1/model/info",
-                              "/v2/model/info", "/model_group/info", "/health", "/guardrails/list",
-                              "/organization/info"}),
-    "management_routes": frozenset({
-        *(f"/key/{a}" for a in ("generate", "update", "delete", "info", "list", "block", "unblock", "regenerate")),
-        *(f"/team/{a}" for a in ("new", "update", "delete", "info", "list", "block", "unblock", "member_add",
-                                 "member_delete", "member_update")),
-        *(f"/user/{a}" for a in ("new", "info", "update", "delete", "unblock", "list")),
-        *(f"/organization/{a}" for a in ("new", "update", "delete", "info", "list", "member_add", "member_update",
-                                         "member_delete")),
-        *(f"/model/{a}" for a in ("new", "update", "delete")), "/model/{model_id}/update",
-        "/health/readiness/details", "/health/services",
-        *(f"/{p}/{a}" for p in ("customer", "end_user") for a in ("new", "info", "update", "delete", "list",
-                                                                "block", "unblock")),
-        *(f"/budget/{a}" for a in ("new", "update", "info", "list", "delete")),
-        "/audit", "/plugins", "/dead_letters", "/config/reload",
-    }),
-    "spend_tracking_routes": frozenset({"/spend/logs", "/spend/tags", "/spend/keys", "/spend/users",
-                                        "/spend/calculate", "/spend/logs/ui", "/global/spend/logs",
-                                        "/global/spend/keys", "/global/spend/teams", "/global/spend/tags",
-                                        "/global/spend/report"}),
-}
 GROUP_PREFIXES = ("LiteLLMRoutes.", "GatewayRoutes.")
 
 
@@ -108,7 +65,7 @@ class RouteSet:
         return bool(self.plain or self.templates)
 
 
-def expand(setting: str, value: Any, groups: dict[str, frozenset[str]] = GROUPS) -> list[str]:
+def expand(setting: str, value: Any, groups: Mapping[str, Iterable[str]]) -> list[str]:
     """A route list from the config, with group names expanded; unknown groups are an error."""
     if value is None:
         return []
@@ -121,10 +78,10 @@ def expand(setting: str, value: Any, groups: dict[str, frozenset[str]] = GROUPS)
             out.append(item if item.startswith("/") else "/" + item)
             continue
         group = item[len(prefix):]
-        if group not in groups:
+        if group not in NAMED:
             raise RouteConfigError(
                 f"general_settings.{setting}: unknown route group {item!r}; known: "
-                + ", ".join(f"{prefix}{g}" for g in sorted(groups))
+                + ", ".join(f"{prefix}{g}" for g in sorted(NAMED))
             )
         out.extend(sorted(groups[group]))
     return out
@@ -133,29 +90,46 @@ def expand(setting: str, value: Any, groups: dict[str, frozenset[str]] = GROUPS)
 class AccessPolicy:
     """The route rules of one gateway, built once from `general_settings`."""
 
-    def __init__(self, general: dict[str, Any], extra_public: Iterable[str] = ()) -> None:
-        """`extra_public`: routes public in this gateway only (the docs pages moved by DOCS_URL /
-        REDOC_URL), which join the public group wherever a route list names it."""
-        public = GROUPS["public_routes"] | frozenset(extra_public)
-        if hub_is_public(general):  # the hub joins the public group
-            public |= MODEL_HUB_ROUTES
-        groups = {**GROUPS, "public_routes": public}
-        self.public = RouteSet([*groups["public_routes"], *expand("public_routes", general.get("public_routes"), groups)])
-        self.admin_only = RouteSet(expand("admin_only_routes", general.get("admin_only_routes"), groups))
-        allowed = general.get("allowed_routes")
-        self.allowed = RouteSet(expand("allowed_routes", allowed, groups)) if allowed is not None else None
-        self.llm = RouteSet(LLM_ROUTES)
-        self.info = RouteSet(GROUPS["info_routes"])
-        self.spend = RouteSet(GROUPS["spend_tracking_routes"])
+    #: The route lists of `general_settings` this policy applies.
+    SETTINGS = ("public_routes", "admin_only_routes", "allowed_routes")
+
+    def __init__(self, general: dict[str, Any]) -> None:
+        """Check the route lists of `general_settings` (a bad list or an unknown group stops
+        start-up here); they apply from `mount`. Until then no route is public and a non-admin key
+        may use none."""
+        self.lists = {setting: general.get(setting) for setting in self.SETTINGS}
+        unresolved = {name: () for name in NAMED}
+        for setting, value in self.lists.items():
+            expand(setting, value, unresolved)
+        self.hub_public = hub_is_public(general)
+        self.groups: dict[str, frozenset[str]] = {}
+        self.public, self.admin_only, self.llm, self.info, self.spend = (RouteSet(()) for _ in range(5))
+        self.allowed: RouteSet | None = RouteSet(()) if self.lists["allowed_routes"] is not None else None
         # Management routes whose handlers decide who may call them (a team admin adds its team's models).
         self.self_checked = RouteSet(["/model/new", "/model/update", "/model/delete", "/model/{model_id}/update",
                                       "/key/generate", "/key/list", "/key/delete"])
         self.keyed = RouteSet(())  # routes any key may call (pass-through endpoints with auth: true)
 
+    def mount(self, app: Any) -> None:
+        """Apply the rules to `app`'s routes: the groups as its routes declare them (the docs and
+        the admin UI wherever they are mounted; the model hub in the public group when
+        `enable_public_model_hub` is on), and the config's lists with their groups expanded."""
+        groups = dict(derive(app))
+        if self.hub_public:  # the hub joins the public group
+            groups[PUBLIC] |= groups[MODEL_HUB]
+        self.groups = groups
+        self.public = RouteSet([*groups[PUBLIC], *expand("public_routes", self.lists["public_routes"], groups)])
+        self.admin_only = RouteSet(expand("admin_only_routes", self.lists["admin_only_routes"], groups))
+        allowed = self.lists["allowed_routes"]
+        self.allowed = RouteSet(expand("allowed_routes", allowed, groups)) if allowed is not None else None
+        self.llm = RouteSet(groups[OPENAI])
+        self.info = RouteSet(groups[INFO])
+        self.spend = RouteSet(groups[SPEND])
+
     def add_routes(self, *, public: Iterable[str] = (), keyed: Iterable[str] = ()) -> None:
-        """Routes mounted from the config (pass-through endpoints): `public` need no key (auth: false,
-        LiteLLM's default); `keyed` take any valid key, as the LLM routes do. `allowed_routes` and
-        `admin_only_routes` apply to them as to every route."""
+        """Routes mounted from the config (pass-through endpoints), after `mount`: `public` need no
+        key (auth: false, LiteLLM's default); `keyed` take any valid key, as the LLM routes do.
+        `allowed_routes` and `admin_only_routes` apply to them as to every route."""
         for route in public:
             self.public.add(route)
         for route in keyed:

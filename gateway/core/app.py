@@ -5,31 +5,29 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import random
 import sys
 import time
-import uuid
 from typing import Any, Awaitable, Callable
 
 from quart import Quart, Response, g, request
 
 from gateway.context import AlertEvent, AuditEvent
-from gateway.core import auth, dead_letters, errors
+from gateway.core import auth, dead_letters, errors, fast_path
 from gateway.core.access import AccessPolicy
+from gateway.core.ui import routes as ui_routes
+from gateway.core.ui.routes import ui_settings
 from gateway.core.body_limit import BodyLimit
 from gateway.core.enforced_params import enforced_params
-from gateway.builtins.audit_store import AuditStore
-from gateway.builtins.providers import BuiltinProviders
 from gateway.core.providers import registry as providers
-from gateway.builtins.spend_logs import SpendLogs
-from gateway.builtins.virtual_keys import VirtualKeys
 from gateway.core.access_log import AccessLog
 from gateway.core.db import Database, Timeouts
 from gateway.core.identity import Directory, IdentityCache, Invalidator
 from gateway.core.cache import ResponseCache
 from gateway.core.redis_guard import RedisGuard
+from gateway.core.call import admit, begin, check_body_size, check_declared_size, stamp
 from gateway.core.dispatch import Dispatcher
 from gateway.core.guardrails import Selection
+from gateway.core.plugin_discovery import Installed
 from gateway.core.plugins import PluginHost
 from gateway.core.router import Router
 from gateway.core.spend import routes as spend_routes
@@ -50,6 +48,8 @@ class Gateway:
     `readiness_checks` (name -> async check), `http_client(url)`.
     """
 
+    limits: Any  # set by the virtual_keys builtin (gateway.Gateway names it)
+
     def __init__(self, settings: Settings, host: PluginHost) -> None:
         self.settings = settings
         self.host = host
@@ -61,17 +61,21 @@ class Gateway:
         self.router.known_models = list(self.prices.prices)
         self.router.price_of = self._unit_price
         self.spend_writer: Any = None  # set by the spend_logs builtin
+        self.key_principal: Any = None  # set by the virtual_keys builtin: token hash -> Principal | None
         self.started_at = time.time()
         self.readiness_checks: dict[str, Callable[[], Awaitable[Any]]] = {}
         self.access_log = AccessLog()
         self.docs = DocsConfig(settings.env)
-        self.access = AccessPolicy(settings.file.general_settings, extra_public=self.docs.public_routes())
+        self.ui = ui_settings(settings.file.general_settings)
+        self.ui_sessions: Any = None  # the admin UI's sessions, set when its routes are mounted
+        self.access = AccessPolicy(settings.file.general_settings)  # applied once the routes are mounted
         self.openapi: OpenAPIDocument = None  # type: ignore[assignment]  # set once the routes are mounted
         self.enforced_params = enforced_params(settings.file.general_settings.get("enforced_params"))
         response_store.days_of(settings.file.general_settings)  # a bad responses_store_days stops start-up
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set once plugins are built
         self.guardrails = Selection([])  # the configured guardrails, set once plugins are built
         self.request_body_limit: int | None = None
+        self.body_refusals: list[tuple[int, Callable[[int, str, str], Exception]]] = []
         self.db = Database(settings.database_url, Timeouts.from_settings(settings.file.general_settings))
         ttl = float(settings.file.general_settings.get("user_api_key_cache_ttl") or 60.0)
         cache = IdentityCache(ttl=ttl)
@@ -90,10 +94,15 @@ class Gateway:
         self.dead_letters = dead_letters.DeadLetters(
             keep=int(settings.file.general_settings.get("dead_letters_keep") or dead_letters.DEFAULT_KEEP))
 
-    def limit_request_body(self, max_bytes: int) -> None:
-        """Ask that no request body be buffered past `max_bytes + 1` bytes (size-limit plugins)."""
+    def limit_request_body(self, max_bytes: int, refuse: Callable[[int, str, str], Exception] | None = None) -> None:
+        """Ask that no request body be buffered past `max_bytes + 1` bytes (size-limit plugins).
+        With `refuse(size, path, request_id)`, the core also refuses every request whose body is
+        larger, first thing, before authentication: with the GatewayError `refuse` returns (its
+        message, its alert), the request id and, when the body was not read, `Connection: close`."""
         current = self.request_body_limit
         self.request_body_limit = max_bytes if current is None else min(current, max_bytes)
+        if refuse is not None:
+            self.body_refusals.append((max_bytes, refuse))
 
     def http_client(self, url: str) -> Any:
         """A pooled httpx client for `url`'s host (aiohttp transport), shared with the router."""
@@ -103,7 +112,7 @@ class Gateway:
         """The caller of `request` as the core sees it (master key, virtual key, `auth` plugins):
         a Principal, or AuthenticationError (401) with the core's own message. For a plugin's
         route that wants a key on an otherwise public path (`/metrics`)."""
-        return await auth.authenticate(request, self)
+        return await auth.authenticate(request.headers, self, request)
 
     def call_cost(self, ctx: Any, outcome: Any) -> float:
         """What a finished call cost in USD, exactly as its spend row records it (0 for a blocked
@@ -127,33 +136,24 @@ class Gateway:
 
 
 def load(config_path: str | None = None) -> Settings:
-    """Settings with the enabled plugins' `prepare_environment` run before the config is resolved."""
+    """Settings with the enabled plugins' `prepare_environment` run before the config is resolved.
+    The installed plugins are looked up here, once: `create_app` takes them from the settings."""
+    installed = Installed.scan()
 
     def prepare(raw: dict[str, Any]) -> None:
-        host = PluginHost()
+        host = PluginHost(installed)
         host.discover(raw)
         host.prepare_environment()
 
-    return load_settings(config_path, prepare=prepare)
-
-
-def _request_id() -> str:
-    rid = request.headers.get("x-request-id")
-    if rid and len(rid) <= 128 and rid.isprintable():
-        return rid
-    # A version-4 UUID from the process's PRNG: uuid4() asks the OS for entropy on every request.
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    settings = load_settings(config_path, prepare=prepare)
+    settings.installed = installed
+    return settings
 
 
 def create_app(settings: Settings) -> Quart:
     """Build the app: plugins registered, hooks ordered, routes mounted, serving hooks wired."""
-    host = PluginHost()
-    host.discover(settings.raw)
-    host.add_builtin(VirtualKeys)
-    host.add_builtin(SpendLogs)
-    host.add_builtin(BuiltinProviders)
-    if AuditStore.wanted(settings):
-        host.add_builtin(AuditStore)
+    host = PluginHost(settings.installed or Installed.scan())
+    host.discover(settings.raw)  # the builtins (virtual keys, spend logs, ...) as any plugin
     gw = Gateway(settings, host)
     host.instantiate(settings, gw)
     gw.router.load(providers.collect(host, gw))
@@ -164,6 +164,7 @@ def create_app(settings: Settings) -> Quart:
     app.config.update(RESPONSE_TIMEOUT=None, BODY_TIMEOUT=None, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documented field order
     app.gateway = gw  # type: ignore[attr-defined]
+    fast = fast_path.install(app, gw)  # beneath the body limit: it reads what the limit lets through
     if gw.request_body_limit is not None:
         app.asgi_app = BodyLimit(app.asgi_app, gw.request_body_limit)  # type: ignore[method-assign]
     errors.install(app)
@@ -197,43 +198,33 @@ def create_app(settings: Settings) -> Quart:
                 name = f"{blueprint.name}_{n}"
             app.register_blueprint(blueprint, name=name)
     app.register_blueprint(docs.blueprint(gw.docs))
+    if gw.ui.enabled:
+        app.register_blueprint(ui_routes.blueprint(gw.ui, gw))
+    gw.access.mount(app)  # the route groups, as the routes above declare them
     pass_through.install(app, gw)  # last route mounted: its paths are checked against every route above
     gw.openapi = OpenAPIDocument(app, gw.docs, gw.access)
 
-    policy = gw.access
-    access_log = gw.access_log
-    directory = gw.directory
-
     @app.before_request
     async def identify() -> None:
-        g.started = time.perf_counter()
-        g.request_id = _request_id()
-        g.principal = None
-        directory.invalidator.poll()
+        call = begin(request.method, request.path, request.headers, request)
+        g.call = call
+        g.started, g.request_id, g.principal = call.started, call.request_id, None
+        if (gw.body_refusals and request.method != "OPTIONS" and not check_declared_size(gw, call)
+                and request.method in ("POST", "PUT", "PATCH")):  # no content-length: the body as read
+            check_body_size(gw, call, len(await request.get_data()), read=True)  # at most the limit + 1
         if request.method == "OPTIONS" or request.routing_exception is not None:
             return  # a preflight, or no such route (answered 404/405 without a key)
-        path = request.path
-        if policy.is_public(path):
-            if policy.allowed is not None:
-                key = auth.key_from_headers(request.headers)
-                master = bool(key and gw.master_key and auth.is_master_key(key, gw.master_key))
-                policy.check(path, None, master)
-            return
-        g.principal = await auth.authenticate(request, gw)
-        policy.check(path, g.principal, g.principal is auth.MASTER or g.principal is auth.DEV_MODE)
+        await admit(gw, call)
+        g.principal = call.principal
 
     @app.after_request
-    async def stamp(response: Response) -> Response:
-        rid = getattr(g, "request_id", None)
-        if rid:
-            response.headers["x-request-id"] = rid
-        if "x-gateway-overhead-ms" not in response.headers and hasattr(g, "started"):
-            # No upstream was called: all of the time was the gateway's.
-            response.headers["x-gateway-overhead-ms"] = f"{(time.perf_counter() - g.started) * 1000:.3f}"
-        if not getattr(g, "streaming", False) and hasattr(g, "started"):
-            access_log.response(rid or "-", request.method, request.path, g.principal,
-                                getattr(g, "model", None), response.status_code, g.started)
+    async def stamp_response(response: Response) -> Response:
+        call = getattr(g, "call", None)
+        if call is not None:
+            stamp(gw, call, response)
         return response
+
+    fast.core_functions = (identify, stamp_response)
 
     @app.before_serving
     async def start() -> None:

@@ -112,8 +112,6 @@ class ResponseCache:
         self.default_on = default_on
         self.kind = kind
         self._tasks: set[asyncio.Task[None]] = set()
-        self.hits = 0
-        self.misses = 0
         self._own_guard = False
 
     @classmethod
@@ -198,9 +196,7 @@ class ResponseCache:
             except (orjson.JSONDecodeError, ValueError, TypeError):
                 reply = None
             if reply is not None and (plan.max_age is None or time.time() - stored <= plan.max_age):
-                self.hits += 1
                 return reply.encode() if isinstance(reply, str) else orjson.dumps(reply)
-        self.misses += 1
         return None
 
     def keep(self, plan: "Plan", reply: Any) -> None:

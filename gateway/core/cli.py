@@ -28,7 +28,7 @@ import yaml
 
 import gateway
 from gateway.core.db import Database, SchemaOutdatedError
-from gateway.core.plugins import PluginError
+from gateway.core.plugin_discovery import PluginError
 from gateway.core.providers.deployment import DeploymentError
 from gateway.core.scaffold import plugins_dev, plugins_new
 from gateway.core.settings import ConfigError
@@ -253,7 +253,7 @@ def audit(argv: Sequence[str]) -> int:
     v = sub.add_parser("verify", help="recompute the hash chain; exit 1 naming the first edited or removed row")
     v.add_argument("--config", "-c")
     args = p.parse_args(argv)
-    from gateway.builtins.audit_store import verify_chain
+    from gateway.core.audit_chain import verify_chain
     from gateway.core.app import load
 
     try:

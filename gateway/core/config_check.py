@@ -20,7 +20,8 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from gateway.core.logsetup import logging_problems
-from gateway.core.plugins import PluginError, PluginHost, build_config, flat_keys
+from gateway.core.plugin_discovery import Installed, PluginError, always_on
+from gateway.core.plugins import PluginHost, build_config, flat_keys
 from gateway.core.providers.deployment import DeploymentError
 from gateway.core.section_keys import check_keys, warning_text
 from gateway.core.settings import ConfigError, ConfigFile, Settings, SettingsRead, read_settings, resolve_env_refs
@@ -61,9 +62,10 @@ def check_config(config_path: str | None = None, build_app: bool = True) -> Conf
     """Check the environment and the config file (`config_path`, else $GATEWAY_CONFIG)."""
     problems = _Problems()
     hosts: list[tuple[PluginHost, bool]] = []
+    installed = Installed.scan()  # once, for every build below
 
     def prepare(raw: dict[str, Any]) -> None:
-        host = PluginHost()
+        host = PluginHost(installed)
         try:
             host.discover(raw)
             host.prepare_environment()
@@ -78,8 +80,8 @@ def check_config(config_path: str | None = None, build_app: bool = True) -> Conf
         problems.add(problem)
     host, discovered = hosts[0] if hosts else (None, False)
     enabled = {name: flat_keys(slot.cls) for name, slot in host.slots.items()} if host is not None else {}
-    installed = host.eps if host is not None and discovered else None
-    keys = check_keys(read.raw, enabled, installed, _owners(installed or {}))
+    plugins = host.eps if host is not None and discovered else None
+    keys = check_keys(read.raw, enabled, plugins, _owners(plugins or {}))
     for problem in keys.errors:
         problems.add(problem)
     # A file that does not validate is checked further with its invalid parts set aside.
@@ -89,7 +91,7 @@ def check_config(config_path: str | None = None, build_app: bool = True) -> Conf
             problems.add(problem)
         if build_app and host is not None and discovered:
             _check_plugin_configs(settings, host, problems)
-            _build(settings, problems)
+            _build(settings, installed, problems)
     return ConfigReport(read.settings if not problems else None, sorted(problems, key=_file_order), keys.ignored)
 
 
@@ -152,7 +154,7 @@ def _check_plugin_configs(settings: Settings, host: PluginHost, problems: _Probl
             problems.add(exc)
 
 
-def _build(settings: Settings, problems: _Problems) -> None:
+def _build(settings: Settings, installed: Installed, problems: _Problems) -> None:
     """Build the app as start-up does; after each problem, set its part aside and build again."""
     from gateway.core.app import create_app
 
@@ -161,7 +163,8 @@ def _build(settings: Settings, problems: _Problems) -> None:
     for _ in range(MAX_REBUILDS):
         try:
             file = ConfigFile.model_validate({k: v for k, v in data.items() if k in ConfigFile.model_fields})
-            create_app(Settings(env=settings.env, file=file, config_path=settings.config_path, raw=data))
+            create_app(Settings(env=settings.env, file=file, config_path=settings.config_path, raw=data,
+                                installed=installed))
             return
         except BUILD_ERRORS as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -234,6 +237,8 @@ def set_aside(data: dict[str, Any], problem: str) -> bool:
         return False
     if match := _PLUGIN.match(problem):
         name = match.group(1)
+        if always_on(name):
+            return False  # a builtin the gateway cannot run without cannot be set aside
         entries = data.setdefault("plugins", [])
         if not isinstance(entries, list):
             return False

@@ -45,6 +45,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
         "dead_letters_keep", "responses_store_days", "pass_through_endpoints", "pass_through_request_timeout",
         "store_model_in_db", "health_check_timeout", "health_check_details", "background_health_checks",
         "health_check_interval", "health_check_concurrency", "access_log", "log_levels",
+        "disable_admin_ui", "ui_path",
     }),
     "litellm_settings": frozenset({
         "callbacks", "success_callback", "failure_callback", "num_retries", "request_timeout", "guardrails", "drop_params", "cache", "cache_params",

@@ -24,6 +24,7 @@ from quart import Blueprint, current_app, request
 from quart_schema import document_querystring, document_response, tag_blueprint
 from tortoise.exceptions import ValidationError
 
+from gateway.core.route_groups import MANAGEMENT, declare
 from gateway.core.storable import clean_text, storable
 
 log = logging.getLogger("gateway.dead_letters")
@@ -95,7 +96,7 @@ class DeadLetters:
         return out
 
 
-bp = Blueprint("dead_letters", __name__)
+bp = declare(Blueprint("dead_letters", __name__), MANAGEMENT)
 tag_blueprint(bp, ["Dead letters"])
 
 
@@ -137,7 +138,7 @@ async def _check_query() -> None:
 async def list_dead_letters() -> Any:
     """The newest letters first; `source` filters (spend, audit); `page`, `page_size`."""
     from gateway.core.db.models import DeadLetter
-    from gateway.core.management.common import page_args, require_admin
+    from gateway.core.management.common import iso, page_args, require_admin
 
     require_admin()
     page, size = page_args("page_size", 50)
@@ -146,7 +147,7 @@ async def list_dead_letters() -> Any:
         query = query.filter(source=request.args["source"])
     total = await query.count()
     rows = await query.order_by("-id").offset((page - 1) * size).limit(size)
-    letters = [{"id": r.id, "created_at": r.created_at.astimezone(timezone.utc).isoformat(), "source": r.source,
+    letters = [{"id": r.id, "created_at": iso(r.created_at), "source": r.source,
                 "ref": r.ref, "outcome": r.outcome, "reason": r.reason, "payload": r.payload} for r in rows]
     return {"dead_letters": letters, "total": total, "page": page, "page_size": size,
             "since_start": current_app.gateway.dead_letters.summary()}

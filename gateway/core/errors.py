@@ -93,11 +93,16 @@ def install(app: Any) -> None:
 
     @app.errorhandler(Exception)
     async def on_unexpected(err: Exception) -> Response:
-        rid = getattr(g, "request_id", None)
-        db = getattr(getattr(app, "gateway", None), "db", None)
-        outage = db.unavailable(err) if db is not None else None  # the database did not answer: 503
-        if outage is not None:
-            return error_response(outage, rid)
-        log.exception("request %s: unexpected error", rid)
-        gerr = GatewayError(f"Internal server error (request id {rid})", status=500, type="internal_server_error")
-        return error_response(gerr, rid)
+        return unexpected_error_response(getattr(app, "gateway", None), err, getattr(g, "request_id", None))
+
+
+def unexpected_error_response(gw: Any, err: Exception, rid: str | None) -> Response:
+    """Anything else that went wrong: 503 when the database did not answer, else a 500 naming the
+    request id (the traceback goes to the log, never to the client)."""
+    db = getattr(gw, "db", None)
+    outage = db.unavailable(err) if db is not None else None
+    if outage is not None:
+        return error_response(outage, rid)
+    log.error("request %s: unexpected error", rid, exc_info=err)
+    gerr = GatewayError(f"Internal server error (request id {rid})", status=500, type="internal_server_error")
+    return error_response(gerr, rid)

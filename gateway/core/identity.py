@@ -1,60 +1,63 @@
 """Keys, teams, users and end users cached in memory, so that steady state reads no database.
 
 A change anywhere (this worker, another worker, another instance) evicts the changed record
-everywhere before the next request is checked:
-- between workers of one machine, through an append-only invalidation file whose size is checked
-  with one `stat()` per request (about a microsecond);
-- between machines, through Redis pub/sub when `REDIS_URL` is set.
-The TTL bounds how stale an entry can get if a message were ever missed.
+everywhere before the next request is checked: identity_invalidator.py's `Invalidator` carries it
+(an invalidation file between workers, Redis between machines). The look-ups that fill the cache
+are identity_directory.py's `Directory`. The cache itself is here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
-import os
-import tempfile
 import time
-from collections import deque
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from gateway.context import AlertEvent
-from gateway.core.redis_guard import RedisGuard, RedisUnavailable
+from gateway.core.identity_directory import Directory, EndUserRecord, TeamMemberRecord
+from gateway.core.identity_invalidator import Invalidator
 
-log = logging.getLogger("gateway.identity")
-
-CHANNEL = "gateway:invalidate"
-KINDS = ("key", "team", "user", "end_user", "organization", "team_member")
-MAX_BATCH = 500  # invalidations per Redis round trip
-MAX_QUEUED = 10_000  # invalidations waiting for Redis before they collapse into one "drop everything"
-MAX_EVICTIONS = 100  # end users evicted one by one after a budget change; more: drop every cached record
+#: The cache, and what app.py, tests and docs import from here.
+__all__ = ["Directory", "EndUserRecord", "IdentityCache", "Invalidator", "TeamMemberRecord"]
 
 
 class IdentityCache:
     """A TTL cache of records by (kind, id); `None` results are cached too, briefly.
 
-    An eviction that lands while a load is in flight wins: the loaded value may predate the
-    change (a block, say), so it is returned to that one caller but not kept.
+    Concurrent misses of one record share one load (after another worker's spend evicts a key, the
+    32 calls in flight would otherwise each read it again). An eviction of that record (or a
+    `clear()`) that lands while its load is in flight wins: the loaded value may predate the change
+    (a block, say), so it is returned to the callers that were already waiting but not kept, and a
+    caller arriving after it loads anew. Evictions of other records do not touch the load.
     """
 
     def __init__(self, ttl: float = 60.0, negative_ttl: float = 5.0) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
-        self._evictions = 0  # bumped by every evict() and clear()
+        self._clears = 0  # bumped by every clear(): loads in flight then are not kept
+        self._loading: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
     async def get(self, kind: str, ident: str, load: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
         hit = self._entries.get((kind, ident))
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        evictions = self._evictions
-        value = await load()
-        if evictions == self._evictions:
-            self._entries[(kind, ident)] = (now + (self.ttl if value is not None else self.negative_ttl), value)
+        task = self._loading.get((kind, ident))
+        if task is None:
+            # A task of its own: a caller that is cancelled (its client left) does not cancel the others' load.
+            task = asyncio.ensure_future(self._load((kind, ident), load))
+            task.add_done_callback(_retrieve)
+            self._loading[(kind, ident)] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, slot: tuple[str, str], load: Callable[[], Awaitable[Any]]) -> Any:
+        now, clears, me = time.monotonic(), self._clears, asyncio.current_task()
+        try:
+            value = await load()
+        finally:
+            current = self._loading.get(slot) is me  # evict() of this record unregisters the load
+            if current:
+                del self._loading[slot]
+        if current and clears == self._clears:
+            self._entries[slot] = (now + (self.ttl if value is not None else self.negative_ttl), value)
         return value
 
     def peek(self, kind: str, ident: str) -> Any:
@@ -62,438 +65,16 @@ class IdentityCache:
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def evict(self, kind: str, ident: str) -> None:
-        self._evictions += 1
         self._entries.pop((kind, ident), None)
+        self._loading.pop((kind, ident), None)
 
     def clear(self) -> None:
-        self._evictions += 1
+        self._clears += 1
         self._entries.clear()
+        self._loading.clear()
 
 
-class Invalidator:
-    """Carries 'this record changed' to every worker and instance.
-
-    Every Redis call goes through the `RedisGuard` (timeouts, breaker). A management change is
-    published before its call returns while Redis answers; the spend writer's changes, and any
-    change while Redis is down, go to a background sender (batched, never waited for). What is
-    skipped while Redis is down is made good when it answers again: the sender asks every instance
-    to drop its whole cache (`*`), and a subscriber that lost its subscription drops its own cache
-    when it subscribes again (either may have missed evictions meanwhile)."""
-
-    def __init__(self, cache: IdentityCache, database_url: str, redis: RedisGuard | None) -> None:
-        self.cache = cache
-        digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
-        if database_url.startswith("sqlite://") and ":memory:" not in database_url:
-            db_path = Path(database_url.split("://", 1)[1]).expanduser().resolve()
-            self.path = db_path.with_name(db_path.name + ".invalidations")
-        else:
-            self.path = Path(tempfile.gettempdir()) / f"gateway-{digest}.invalidations"
-        self.redis = redis
-        self._offset = 0
-        self._outbox: deque[str] = deque()
-        self._wake = asyncio.Event()
-        self._resync = False  # lines were skipped: every instance must drop its cache once Redis answers
-        self._tasks: list[asyncio.Task[None]] = []
-        self._closing = False
-        #: Other news carried the same way, by kind (`cooldown`: a deployment cooled down elsewhere).
-        self.listeners: dict[str, Callable[[str], None]] = {}
-
-    async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch(exist_ok=True)
-        self._offset = self.path.stat().st_size
-        if self.redis is not None:
-            pubsub = await self._subscribe(first=True)  # bounded by the guard's timeout
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._listen(pubsub)), loop.create_task(self._send())]
-
-    async def _subscribe(self, first: bool = False) -> Any:
-        """A pub/sub subscription to the channel, or None while Redis is unavailable."""
-        assert self.redis is not None
-        pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await self.redis.call("subscription to cache invalidations", lambda: pubsub.subscribe(CHANNEL))
-        except RedisUnavailable:
-            await _quietly(pubsub.aclose())
-            return None
-        if not first:
-            self.cache.clear()  # evictions published while we were not subscribed are lost: drop everything
-        return pubsub
-
-    async def _listen(self, pubsub: Any) -> None:
-        assert self.redis is not None
-        outages = self.redis.outages
-        while not self._closing:
-            if pubsub is None:
-                await asyncio.sleep(1.0 if self.redis.ready() else self.redis.retry_s)
-                if self.redis.ready():
-                    pubsub = await self._subscribe()
-                    outages = self.redis.outages
-                continue
-            try:
-                message = await pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                await _quietly(pubsub.aclose())
-                raise
-            except Exception as exc:
-                self.redis.failed("subscription to cache invalidations", exc)
-                message = None
-                outages = -1
-            if outages != self.redis.outages:  # an outage since we subscribed: messages may be lost
-                await _quietly(pubsub.aclose())
-                pubsub = None
-                continue
-            if message and message.get("type") == "message":
-                self._apply(message["data"].decode())
-
-    async def _send(self) -> None:
-        """Publish what `publish` queued, in order, one round trip per batch; never raises."""
-        assert self.redis is not None
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.redis.retry_s if self._resync else None)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await self._flush()
-
-    async def _flush(self) -> None:
-        redis = self.redis
-        assert redis is not None
-        while self._outbox or self._resync:
-            if not redis.ready():
-                redis.skip("cache invalidation", len(self._outbox))
-                self._outbox.clear()
-                self._resync = True
-                return
-            changes = [self._outbox.popleft() for _ in range(min(len(self._outbox), MAX_BATCH))]
-            lines = ["*:", *changes] if self._resync else changes
-
-            async def send() -> None:
-                async with redis.client.pipeline(transaction=False) as pipe:
-                    for line in lines:
-                        pipe.publish(CHANNEL, line)
-                    await pipe.execute()
-
-            try:
-                await redis.call("cache invalidation", send, count=len(changes))
-            except RedisUnavailable:
-                self._resync = True
-                return
-            except Exception as exc:  # Redis answered with an error: nothing to retry
-                log.error("could not publish %d cache invalidation(s) to Redis (%s)", len(lines), type(exc).__name__)
-            self._resync = False
-
-    def _apply(self, line: str) -> None:
-        kind, _, ident = line.partition(":")
-        if kind == "*":
-            self.cache.clear()
-        elif kind in KINDS:
-            self.cache.evict(kind, ident)
-        elif kind in self.listeners:
-            self.listeners[kind](ident)
-
-    def poll(self) -> None:
-        """Apply changes other workers wrote since the last call: one stat() when nothing changed."""
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
-            return
-        if size == self._offset:
-            return
-        if size < self._offset:  # the file was rotated: drop everything
-            self.cache.clear()
-            self._offset = size
-            return
-        with open(self.path, "rb") as f:
-            f.seek(self._offset)
-            data = f.read(size - self._offset)
-        self._offset = size
-        for line in data.decode(errors="replace").splitlines():
-            self._apply(line)
-
-    async def publish(self, kind: str, ident: str, wait: bool = True) -> None:
-        """Evict here, tell this machine's other workers, then the other instances: before returning
-        while Redis answers (`wait`, so that a management change is everywhere when its call returns),
-        else through the background sender (never waits)."""
-        line = f"{kind}:{ident}"
-        self._apply(line)
-        with open(self.path, "ab") as f:  # our own line comes back through poll(): harmless
-            f.write((line + "\n").encode())
-        if self.redis is None:
-            return
-        redis = self.redis
-        if wait and redis.ready():
-            try:
-                await redis.call("cache invalidation", lambda: redis.client.publish(CHANNEL, line))
-            except RedisUnavailable:
-                self._resync = True  # the sender asks everyone to drop their cache once Redis is back
-                self._wake.set()
-            except Exception as exc:  # Redis answered with an error: nothing to retry
-                log.error("could not publish a cache invalidation to Redis (%s)", type(exc).__name__)
-        else:
-            if len(self._outbox) >= MAX_QUEUED:  # the sender is far behind: one "drop everything" instead
-                redis.skip("cache invalidation", len(self._outbox))
-                self._outbox.clear()
-                self._resync = True
-            self._outbox.append(line)
-            self._wake.set()
-
-    async def close(self) -> None:
-        """Stop listening; send what is still queued (one bounded try), then close the client."""
-        # Cancel, and cancel again: on Python 3.11 a cancellation that lands as a Redis call's own
-        # timeout fires is taken for that timeout, and a loop would go on; `_closing` ends them too.
-        self._closing = True
-        self._wake.set()
-        pending = set(self._tasks)
-        for _ in range(5):
-            for task in pending:
-                task.cancel()
-            if not pending:
-                break
-            _, pending = await asyncio.wait(pending, timeout=1.0)
-        if pending:
-            log.warning("cache invalidation: %d task(s) did not stop within 5 s", len(pending))
-        if self.redis is not None:
-            if self._outbox:
-                await _quietly(self._flush())
-            await _quietly(self.redis.close())
-
-
-async def _quietly(awaitable: Awaitable[Any], timeout_s: float = 5.0) -> None:
-    """Clean-up that must neither raise nor hang (closing a connection to a Redis that is away)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await awaitable
-    except Exception:
-        pass
-
-
-class Directory:
-    """Cached look-ups of keys, teams, users and end users, and change notification.
-
-    A look-up that misses the cache waits on the database at most `db.deadline_s` in all; a
-    database that does not answer makes it raise a 503 (`ServiceUnavailableError`), which is what
-    the caller gets: neither a 401 (the key may be fine) nor a 500."""
-
-    def __init__(self, cache: IdentityCache, invalidator: Invalidator, db: Any = None) -> None:
-        self.cache = cache
-        self.invalidator = invalidator
-        self.db = db
-        # Where a soft budget alert goes (`Gateway.alert`); set when the budget routes are mounted.
-        self.alert: Callable[[AlertEvent], None] | None = None
-
-    async def _load(self, query: Awaitable[Any]) -> Any:
-        if self.db is None:
-            return await query
-        try:
-            return await self.db.bounded(query)
-        except Exception as exc:
-            # Nothing but the database is awaited here: a timeout is the database's.
-            error = self.db.unavailable(exc, from_db=isinstance(exc, TimeoutError))
-            if error is None:
-                raise
-            raise error from exc
-
-    async def key(self, token: str) -> Any:
-        return await self.cache.get("key", token, lambda: self._load(self._load_key(token)))
-
-    async def _load_key(self, token: str) -> Any:
-        """The key's row, with its linked budget's limits where the key sets none of its own
-        (`max_budget`, `rpm_limit`, `tpm_limit`, `max_parallel_requests`); on a cache miss only."""
-        from gateway.core.db.models import Budget, Key
-
-        key = await Key.get_or_none(token=token)
-        if key is not None and key.budget_id:
-            budget = await Budget.get_or_none(budget_id=key.budget_id)
-            if budget is not None:
-                for name in ("max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests"):
-                    if getattr(key, name) is None:
-                        setattr(key, name, getattr(budget, name))  # this cached copy only; never saved
-        return key
-
-    async def team(self, team_id: str) -> Any:
-        from gateway.core.db.models import Team
-
-        return await self.cache.get("team", team_id, lambda: self._load(Team.get_or_none(team_id=team_id)))
-
-    async def user(self, user_id: str) -> Any:
-        from gateway.core.db.models import User
-
-        return await self.cache.get("user", user_id, lambda: self._load(User.get_or_none(user_id=user_id)))
-
-    async def organization(self, organization_id: str) -> Any:
-        """The organization's row, with its linked budget's limits where it sets none of its own
-        (`max_budget`, `tpm_limit`, `rpm_limit`, and the budget's period); on a cache miss only."""
-        return await self.cache.get("organization", organization_id,
-                                    lambda: self._load(self._load_organization(organization_id)))
-
-    async def _load_organization(self, organization_id: str) -> Any:
-        from gateway.core.db.models import Budget, Organization
-
-        org = await Organization.get_or_none(organization_id=organization_id)
-        budget = await Budget.get_or_none(budget_id=org.budget_id) if org is not None and org.budget_id else None
-        if budget is not None:
-            for name in ("max_budget", "tpm_limit", "rpm_limit"):
-                if getattr(org, name) is None:
-                    setattr(org, name, getattr(budget, name))  # this cached copy only; never saved
-            if org.budget_duration is None and budget.budget_duration is not None:
-                org.budget_duration, org.budget_reset_at = budget.budget_duration, budget.budget_reset_at
-        return org
-
-    async def team_member(self, team_id: str, user_id: str) -> "TeamMemberRecord":
-        """A user's membership of a team: in-team spend and budget (`max_budget_in_team`). A user
-        with no membership row gets an empty record, cached like any other (no budget)."""
-        from gateway.core.management.common import member_ident
-
-        return await self.cache.get("team_member", member_ident(team_id, user_id),
-                                    lambda: self._load(self._load_team_member(team_id, user_id)))
-
-    async def _load_team_member(self, team_id: str, user_id: str) -> "TeamMemberRecord":
-        from gateway.core.db.models import Budget, TeamMembership
-
-        row = await TeamMembership.get_or_none(team_id=team_id, user_id=user_id)
-        budget = await Budget.get_or_none(budget_id=row.budget_id) if row is not None and row.budget_id else None
-        return TeamMemberRecord(team_id, user_id, row, budget)
-
-    async def end_user(self, user_id: str) -> "EndUserRecord | None":
-        """The end user with its linked budget applied (see `EndUserRecord`)."""
-        return await self.cache.get("end_user", user_id, lambda: self._load(self._load_end_user(user_id)))
-
-    async def _load_end_user(self, user_id: str) -> "EndUserRecord | None":
-        """On a cache miss only: the row and its budget. A linked budget whose period ended starts
-        its next one here (spend of its end users back to 0), and a soft budget just crossed
-        raises its alert here: both at most once per period, across instances."""
-        from gateway.core.db.models import Budget, EndUser
-
-        row = await EndUser.get_or_none(user_id=user_id)
-        if row is None:
-            return None
-        budget = await Budget.get_or_none(budget_id=row.budget_id) if row.budget_id else None
-        now = datetime.now(timezone.utc)
-        if budget is not None and budget.budget_duration and budget.budget_reset_at is not None \
-                and budget.budget_reset_at <= now:
-            await self.next_budget_period(budget)  # here or on another instance: read both again
-            row = await EndUser.get_or_none(user_id=user_id)
-            budget = await Budget.get_or_none(budget_id=budget.budget_id)
-            if row is None:
-                return None
-        record = EndUserRecord(row, budget)
-        if record.soft_budget is not None:
-            await self._soft_budget_alert(record, row.soft_budget_alerted_at, now)
-        return record
-
-    async def next_budget_period(self, budget: Any) -> None:
-        """Start the budget's next period: the conditional update lets one instance win."""
-        from gateway.core.db.models import Budget, EndUser
-        from gateway.core.management.common import next_reset
-
-        won = await Budget.filter(budget_id=budget.budget_id, budget_reset_at=budget.budget_reset_at).update(
-            budget_reset_at=next_reset(budget.budget_duration))
-        if not won:
-            return
-        # End users with a budget_duration of their own keep their own period.
-        linked = EndUser.filter(budget_id=budget.budget_id, budget_duration__isnull=True)
-        ids = await linked.values_list("user_id", flat=True)
-        await linked.update(spend=0.0, soft_budget_alerted_at=None)
-        await self.end_users_changed(ids, wait=False)
-        log.info("budget %s: period ended, spend of %d end user(s) reset to 0", budget.budget_id, len(ids))
-        await self._budget_period_of_members(budget)
-
-    async def _budget_period_of_members(self, budget: Any) -> None:
-        """Organizations (without a period of their own) and team members linked to the budget
-        start its new period at 0 spend too."""
-        from gateway.core.db.models import Organization, TeamMembership
-        from gateway.core.management.common import member_ident
-
-        orgs = Organization.filter(budget_id=budget.budget_id, budget_duration__isnull=True)
-        for org_id in await orgs.values_list("organization_id", flat=True):
-            await Organization.filter(organization_id=org_id).update(spend=0.0)
-            await self.changed("organization", org_id, wait=False)
-        for team_id, user_id in await TeamMembership.filter(budget_id=budget.budget_id).values_list(
-                "team_id", "user_id"):
-            await TeamMembership.filter(team_id=team_id, user_id=user_id).update(spend=0.0)
-            await self.changed("team_member", member_ident(team_id, user_id), wait=False)
-
-    async def _soft_budget_alert(self, record: "EndUserRecord", alerted_at: datetime | None, now: datetime) -> None:
-        """A `soft_budget_crossed` alert once the end user's spend in the period reached the soft budget."""
-        from gateway.core.db.models import EndUser
-        from gateway.core.management.common import parse_duration
-
-        reset_at = record.budget_reset_at
-        if reset_at is not None and reset_at <= now:
-            return  # the period ended: its spend counts as 0
-        if record.soft_budget is None or float(record.spend or 0.0) < record.soft_budget:
-            return
-        if alerted_at is not None:
-            if reset_at is None or not record.budget_duration:
-                return  # a budget that never resets alerts once
-            if alerted_at >= reset_at - parse_duration(record.budget_duration, "budget_duration"):
-                return  # already alerted in this period
-        if not await EndUser.filter(user_id=record.user_id, soft_budget_alerted_at=alerted_at).update(
-                soft_budget_alerted_at=now):
-            return  # another worker or instance sent it
-        if self.alert is not None:
-            self.alert(AlertEvent(
-                kind="soft_budget_crossed", level="warning",
-                message=f"Soft budget crossed for end user {record.user_id}: current cost {record.spend}, "
-                        f"soft budget {record.soft_budget} (budget {record.budget_id})",
-                details={"entity": "end_user", "id": record.user_id, "budget_id": record.budget_id,
-                         "spend": record.spend, "soft_budget": record.soft_budget,
-                         "max_budget": record.max_budget},
-            ))
-
-    async def end_users_changed(self, user_ids: list[str], wait: bool = True) -> None:
-        """Evict these end users everywhere; past `MAX_EVICTIONS`, every cached record at once."""
-        if len(user_ids) > MAX_EVICTIONS:
-            await self.invalidator.publish("*", "", wait)
-            return
-        for user_id in user_ids:
-            await self.invalidator.publish("end_user", user_id, wait)
-
-    async def changed(self, kind: str, ident: str, wait: bool = True) -> None:
-        """Call after every write: evicts the record on every worker and instance. `wait=False`
-        (the spend writer) never waits on Redis, not even the one timeout that opens its breaker."""
-        await self.invalidator.publish(kind, ident, wait)
-
-
-class EndUserRecord:
-    """An end user as the request path sees it: its row with its linked budget applied.
-
-    The end user's own `max_budget` and `budget_duration` win where set (an override); otherwise
-    the budget's apply, and the budget's period (`budget_reset_at`) is the end user's. The budget's
-    `soft_budget`, `rpm_limit`, `tpm_limit`, `max_parallel_requests` and `model_max_budget` are
-    attributes here for the limiters. `spend` is the end user's own (the spend logger adds to it)."""
-
-    def __init__(self, row: Any, budget: Any) -> None:
-        self.user_id: str = row.user_id
-        self.alias = row.alias
-        self.blocked: bool = row.blocked
-        self.metadata = row.metadata
-        self.spend: float = row.spend
-        self.budget_id = budget.budget_id if budget is not None else None
-        self.max_budget = row.max_budget
-        self.budget_duration = row.budget_duration
-        self.budget_reset_at = row.budget_reset_at
-        for name in ("soft_budget", "rpm_limit", "tpm_limit", "max_parallel_requests", "model_max_budget"):
-            setattr(self, name, getattr(budget, name) if budget is not None else None)
-        if budget is None:
-            return
-        if self.max_budget is None:
-            self.max_budget = budget.max_budget
-        if row.budget_duration is None and budget.budget_duration is not None:
-            self.budget_duration = budget.budget_duration
-            self.budget_reset_at = budget.budget_reset_at
-
-
-class TeamMemberRecord:
-    """A user in a team as the request path sees it: in-team `spend` (the spend writer adds to the
-    row) and the linked budget's `max_budget` and period; no row: no budget."""
-
-    def __init__(self, team_id: str, user_id: str, row: Any, budget: Any) -> None:
-        self.team_id, self.user_id = team_id, user_id
-        self.spend: float = row.spend if row is not None else 0.0
-        self.budget_id = budget.budget_id if budget is not None else None
-        self.max_budget = budget.max_budget if budget is not None else None
-        self.budget_duration = budget.budget_duration if budget is not None else None
-        self.budget_reset_at = budget.budget_reset_at if budget is not None else None
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A load's error reaches its callers; one whose callers all left is not reported as lost."""
+    if not task.cancelled():
+        task.exception()

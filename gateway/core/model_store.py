@@ -18,9 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.core.providers.urls import MASK, safe_url
 
@@ -59,7 +56,12 @@ def _base_has_credentials(value: Any) -> bool:
     return isinstance(value, str) and safe_url(value) != value
 
 
-def _cipher(salt_key: str) -> Fernet:
+def _cipher(salt_key: str) -> Any:
+    # cryptography costs a worker 10 MB of memory: imported once a credential is stored or read.
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"gateway proxy_models",
                    info=b"litellm_params credentials").derive(salt_key.encode())
     return Fernet(base64.urlsafe_b64encode(derived))
@@ -74,7 +76,15 @@ class Vault:
     """Encrypts and decrypts the credentials of one gateway's stored models."""
 
     def __init__(self, key: str | None) -> None:
-        self._fernet = _cipher(key) if key else None
+        self._key = key
+        self._cipher: Any = None
+
+    @property
+    def _fernet(self) -> Any:
+        """The cipher, made on first use (None without a key)."""
+        if self._cipher is None and self._key:
+            self._cipher = _cipher(self._key)
+        return self._cipher
 
     def _needs(self, name: str, value: Any) -> bool:
         return value is not None and (is_secret(name) or (name == "api_base" and _base_has_credentials(value)))
@@ -104,6 +114,8 @@ class Vault:
                 if self._fernet is None:
                     raise ModelStoreError(f"model {model_id}: litellm_params.{name} is encrypted and no salt or "
                                           "master key is set")
+                from cryptography.fernet import InvalidToken
+
                 try:
                     params[name] = orjson.loads(self._fernet.decrypt(value[len(PREFIX):].encode()))
                 except (InvalidToken, orjson.JSONDecodeError):

@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterable, TypeVar
 import orjson
 
 import gateway
-from gateway.core.access import LLM_ROUTES, AccessPolicy
+from gateway.core.access import AccessPolicy
+from gateway.core.route_groups import OPENAI
 from gateway.core.errors import ErrorEnvelope
 from gateway.core.settings import Environment
 
@@ -83,15 +84,6 @@ class DocsConfig:
     def pages(self) -> bool:
         return bool(self.swagger_paths or self.redoc_path)
 
-    def public_routes(self) -> list[str]:
-        """The docs routes as they are configured: reachable without a key."""
-        routes = [OPENAPI_PATH, *self.swagger_paths]
-        if self.redoc_path:
-            routes.append(self.redoc_path)
-        if self.pages:
-            routes.append(ASSETS_PATH + "/{name}")
-        return routes
-
 
 class OpenAPIDocument:
     """Builds the document of `app` once, on first use, and keeps its JSON bytes."""
@@ -132,8 +124,9 @@ class OpenAPIDocument:
         }}
         return spec
 
-    def listed(self, template: str) -> bool:
-        return not self.config.filtered or template in LLM_ROUTES
+    def listed(self, rule: str) -> bool:
+        """Whether the route `rule` is in the document (`DOCS_FILTERED`: only the OpenAI routes)."""
+        return not self.config.filtered or rule in self.policy.groups[OPENAI]
 
 
 def _error_schemas() -> dict[str, Any]:
@@ -183,7 +176,7 @@ def _provider_class() -> type:
 
         def generate_rules(self) -> Iterable[Any]:
             for rule in super().generate_rules():
-                if rule.endpoint != "static" and self.document.listed(PATH_PARAM.sub(r"{\1}", rule.rule)):
+                if rule.endpoint != "static" and self.document.listed(rule.rule):
                     yield rule
 
         def build_paths(self, rule: Any) -> tuple[dict, dict]:

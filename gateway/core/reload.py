@@ -9,8 +9,15 @@ would serve with a mix of both files. So the supervisor (the `gateway` process i
    never runs inside the supervisor); any problem refuses the reload, every problem is logged;
 2. start a new worker for each running one, on the same listening socket, and wait until every new
    one has started (plugins' `startup` hooks included);
-3. only then stop the old workers gracefully (calls in flight finish). If any new worker fails to
-   start, the new ones are stopped and the old ones go on serving.
+3. only then stop the old workers gracefully (calls in flight finish), and say "reloaded" once
+   every old worker has closed its listener (`uvicorn_worker.py`): from then on every new
+   connection is a new worker's. If any new worker fails to start, the new ones are stopped and the
+   old ones go on serving.
+
+The supervisor does not wait for the old workers to finish draining: they are reaped when they
+exit (`reap_drained`). A `POST /config/reload` that an old worker accepted a moment before it
+stopped listening waits for a reload that the supervisor could not begin while it waited for that
+very worker: the two waited on each other until the 30 s graceful stop cut the call off.
 
 Every connection is served by an old worker or a new one, never refused. Each reload's outcome is
 written to a small JSON file (`GATEWAY_RELOAD_STATUS`) that `GET /config/reload` reads.
@@ -33,6 +40,9 @@ STATUS_ENV = "GATEWAY_RELOAD_STATUS"
 #: How long new workers may take to start (importing, plugins' `startup`, the database) before
 #: the reload is given up: `GATEWAY_RELOAD_TIMEOUT_S`, default 120.
 TIMEOUT_ENV = "GATEWAY_RELOAD_TIMEOUT_S"
+#: How long an old worker may take to close its listener after its SIGTERM (uvicorn checks every
+#: 0.1 s; only a worker whose event loop is blocked takes longer).
+STOP_LISTENING_TIMEOUT_S = 10.0
 CHECK_TIMEOUT_S = 120.0
 log = logging.getLogger("gateway.reload")
 
@@ -163,10 +173,24 @@ def reload_workers(supervisor: Any, process_factory: Any, status: ReloadStatus) 
         status.update(state="aborted", problems=[why], finished_at=time.time())
         return False
     old, supervisor.processes = supervisor.processes, fresh
+    for process in old:
+        process.terminate()  # graceful: their calls in flight finish, then `reap_drained` joins them
+    supervisor.draining.extend(old)
+    deadline = time.monotonic() + STOP_LISTENING_TIMEOUT_S
+    for process in old:
+        if not process.wait_stopped_listening(max(0.0, deadline - time.monotonic())):
+            log.warning("config reload %d: old worker %s still takes connections %.0f s after its SIGTERM "
+                        "(its event loop is blocked?); they get the previous config until it stops",
+                        number, process.pid, STOP_LISTENING_TIMEOUT_S)
     status.update(state="reloaded", workers=count, finished_at=time.time())
-    for process in old:
-        process.terminate()  # graceful: their calls in flight finish
-    for process in old:
-        process.join()
-    log.info("config reload %d: done; %d worker(s) serve the new config", number, count)
+    log.info("config reload %d: done; %d worker(s) serve the new config; %d old worker(s) finish their calls in flight",
+             number, count, len(old))
     return True
+
+
+def reap_drained(draining: list[Any]) -> None:
+    """Join the old workers of past reloads that have exited (called from the supervisor's loop)."""
+    for process in [p for p in draining if not p.process.is_alive()]:
+        process.join()
+        draining.remove(process)
+        log.info("config reload: old worker %s stopped (exit status %s)", process.pid, process.exitcode)

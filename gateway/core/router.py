@@ -7,7 +7,7 @@ failed is cooled down for `cooldown_time` seconds (at once when unreachable or r
 after more than `allowed_fails` failures in a minute) so the next requests go elsewhere while any
 other is available. Every attempt is recorded on `ctx.attempts` (the spend row keeps them); the
 reply names the deployment that answered (`x-gateway-model-id`) and the fallbacks tried
-(`x-gateway-attempted-fallbacks`).
+(`x-gateway-attempted-fallbacks`). Deployments added at runtime are router_runtime.py's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gateway.context import AlertEvent
 from gateway.core.logsafe import capped_body
 from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
-from gateway.core.settings import ModelEntry
+from gateway.core.router_runtime import RuntimeDeployments
 from gateway.core.routing.fallbacks import ConfigFallbackError, Fallbacks
 from gateway.core.routing.names import ConfigNameError, ModelNames, invalid_model
 from gateway.core.routing.strategies import WINDOW_S, NoDeploymentAvailable, Strategy
@@ -66,7 +66,7 @@ def fingerprint(dep: Deployment) -> str:
     return hashlib.sha256(f"{dep.id}|{dep.provider}|{dep.api_base}|{dep.upstream_model}".encode()).hexdigest()[:16]
 
 
-class Router:
+class Router(RuntimeDeployments):
     """Owns the deployments, the routing state and the pooled upstream clients."""
 
     def __init__(self, settings: Any) -> None:
@@ -154,24 +154,6 @@ class Router:
         """The deployments a requested name reaches (aliases and wildcards followed); 400 if none."""
         return self.resolve(model, principal)[1]
 
-    # -- models added at runtime -------------------------------------------------------------------
-    def build(self, model_name: str, params: dict[str, Any], info: dict[str, Any]) -> Deployment:
-        """A deployment from a `/model/new` body or a stored row; DeploymentError naming the key
-        (`litellm_params.api_base: ...`) when it cannot be served."""
-        from pydantic import ValidationError
-
-        try:
-            entry = ModelEntry.model_validate({"model_name": model_name, "litellm_params": params, "model_info": info})
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise DeploymentError(f"{where}: {first['msg']}") from None
-        timeout, stream_total, providers, drop = self._build
-        try:
-            return resolve(0, entry, timeout, stream_total, providers, drop)
-        except DeploymentError as exc:
-            raise DeploymentError(str(exc).replace("model_list.0.", "", 1)) from None
-
     def _install(self, groups: dict[str, list[Deployment]]) -> None:
         """Serve these groups from now on (requests under way keep the lists they hold)."""
         names = ModelNames(groups, self._aliases)
@@ -180,72 +162,6 @@ class Router:
                            if d.model_info.get("team_id") and d.model_info.get("team_public_model_name")}
         self.groups, self.names = groups, names
         self._by_fingerprint = {fingerprint(d): d for deps in groups.values() for d in deps}
-
-    def _replaced(self, changes: dict[str, Deployment | None]) -> None:
-        """Add, replace (in place, same id) or remove (None) runtime deployments by id."""
-        groups: dict[str, list[Deployment]] = {}
-        for name, deps in self.groups.items():
-            for d in deps:
-                if d.id in changes and d.id not in self.config_ids:
-                    new = changes[d.id]
-                    if new is not None and new.model_name == name:
-                        groups.setdefault(name, []).append(new)
-                        changes = {k: v for k, v in changes.items() if k != d.id}
-                    continue
-                groups.setdefault(name, []).append(d)
-        for dep in changes.values():
-            if dep is not None and dep.id not in self.config_ids:
-                groups.setdefault(dep.model_name, []).append(dep)
-        self._install(groups)
-
-    def stored_changed(self, model_id: str) -> None:
-        """A stored model changed here or elsewhere (the `model` invalidation): re-read it off the
-        request path. A request that finds the reload under way waits for it (`settle`)."""
-        if self.stored is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._reload([model_id]))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def settle(self) -> None:
-        """Wait for the reloads under way (none in steady state)."""
-        while self.pending:
-            await asyncio.gather(*list(self.pending), return_exceptions=True)
-
-    async def _reload(self, model_ids: list[str] | None) -> None:
-        """Re-read these stored models (None: all of them) and serve what the database holds now.
-        One reload at a time, so that the last read wins."""
-        if self._reload_lock is None:
-            self._reload_lock = asyncio.Lock()
-        async with self._reload_lock:
-            try:
-                rows = await (self.stored.read_all() if model_ids is None else self.stored.read_many(model_ids))
-            except Exception as exc:
-                log.error("stored models: could not read %s (%s: %s)", "all" if model_ids is None else model_ids,
-                          type(exc).__name__, exc)
-                return
-            changes: dict[str, Deployment | None] = {}
-            gone = set(self._stored_seen) if model_ids is None else set(model_ids)
-            for row in rows:
-                gone.discard(row.model_id)
-                if model_ids is None and self._stored_seen.get(row.model_id) == row.version:
-                    continue
-                try:
-                    changes[row.model_id] = self.build(row.model_name, row.params, row.deployment_info())
-                except DeploymentError as exc:
-                    log.error("stored model %s cannot be served: %s", row.model_id, exc)
-                    continue
-                self._stored_seen[row.model_id] = row.version
-            for model_id in gone:
-                changes[model_id] = None
-                self._stored_seen.pop(model_id, None)
-            if changes:
-                self._replaced(changes)
-                log.info("stored models: %d added, changed or removed", len(changes))
-
-    async def load_stored(self) -> None:
-        """At start-up, and now and then after (a missed invalidation is made good): every stored model."""
-        await self._reload(None)
 
     def pick(self, group: list[Deployment], exclude: set[str]) -> Deployment:
         now = time.monotonic()

@@ -46,7 +46,6 @@ class Environment(BaseSettings):
     num_workers: int = Field(1, validation_alias=AliasChoices("GATEWAY_NUM_WORKERS", "NUM_WORKERS"))
     server: Literal["uvicorn", "hypercorn"] = Field("uvicorn", validation_alias="GATEWAY_SERVER")
     detailed_debug: bool = Field(False, validation_alias="GATEWAY_DETAILED_DEBUG")
-    log_level: str = Field("INFO", validation_alias=AliasChoices("GATEWAY_LOG_LEVEL", "LITELLM_LOG"))
     http_transport: Literal["aiohttp", "httpx-aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
     # The API docs (LiteLLM's variables): branding, which routes are listed, where the pages live.
     docs_title: str | None = Field(None, validation_alias="DOCS_TITLE")
@@ -175,6 +174,9 @@ class Settings(BaseModel):
     file: ConfigFile
     config_path: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
+    #: The installed plugins as `app.load` found them (`plugin_discovery.Installed`), so that building the
+    #: app does not look them up again; None: `create_app` looks them up.
+    installed: Any = None
 
     @property
     def master_key(self) -> str | None:

@@ -35,27 +35,32 @@ class PastDeadline(Exception):
     """Bytes arrived after the stream's total deadline."""
 
 
-async def sse_events(chunks: AsyncIterator[bytes], deadline: float = float("inf")) -> AsyncIterator[bytes]:
-    """Split a byte stream into SSE `data` payloads (multi-line data joined, comments skipped).
+async def sse_batches(chunks: AsyncIterator[bytes], deadline: float = float("inf")) -> AsyncIterator[list[bytes]]:
+    """Split a byte stream into SSE `data` payloads (multi-line data joined, comments skipped), a
+    list for each piece that arrived: what arrived together is relayed in one write.
     Raises PastDeadline when bytes (comments too) arrive after `deadline` (`time.monotonic()`)."""
     buffer = b""
     async for chunk in chunks:
         if monotonic() > deadline:
             raise PastDeadline
-        buffer += chunk
+        buffer = buffer + chunk if buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
-            event, buffer = buffer[:end], buffer[end + 2:]
+        batch, start = [], 0
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            event, start = buffer[start:end], end + 2
+            if event.startswith(b"data:") and b"\n" not in event:  # the usual one-line event
+                batch.append(event[5:].lstrip(b" "))
+                continue
             data = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
             if data:
-                yield b"\n".join(data)
+                batch.append(b"\n".join(data))
+        buffer = buffer[start:]
+        if batch:
+            yield batch
     tail = buffer.strip()
     if tail.startswith(b"data:"):
-        yield tail[5:].strip()
+        yield [tail[5:].strip()]
 
 
 class Assembler:
@@ -143,53 +148,49 @@ async def relay(
     chunk_hooks = dispatcher.runs("stream_chunk", ctx)
     judge = dispatcher.runs("post_response", ctx)
     assembler = Assembler(chat)
-    held: list[bytes] = []
+    held: list[bytes] = []  # with `hold`, everything until post_response's verdict
+    ready: list[bytes] = []  # what goes out at the end of the piece being relayed
+    outbox = held if hold else ready
     status, error = "failure", None
+    first = True  # no chunk has gone out yet
     limit = ctx.deployment.stream_total_timeout
     try:
-        async for data in sse_events(reply.iter_bytes(), monotonic() + limit):
-            if data == b"[DONE]":
-                if judge:
-                    await dispatcher.run_chain("post_response", ctx, response=assembler.result())
-                for out in held:
-                    yield out
-                held.clear()
-                yield DONE if encoder is None else encoder.done()
-                status = "success"
-                return
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(chunk, dict):
-                continue
-            if "error" in chunk:
-                err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                raise GatewayError(
-                    f"{ctx.deployment.provider_display}Exception - "
-                    f"{ctx.deployment.redact(str(err.get('message', 'stream failed')))}",
-                    status=502, type=err.get("type") or "api_error",
-                )
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                assembler.usage = usage
-                if not chunk.get("choices") and not client_wants_usage:
+        async for batch in sse_batches(reply.iter_bytes(), monotonic() + limit):
+            for data in batch:
+                if data == b"[DONE]":
+                    if judge:
+                        if ready:
+                            yield b"".join(ready)  # what came before [DONE] goes out before the verdict
+                            ready.clear()
+                        await dispatcher.run_chain("post_response", ctx, response=assembler.result())
+                    outbox.append(DONE if encoder is None else encoder.done())
+                    yield b"".join(outbox)
+                    outbox.clear()
+                    status = "success"
+                    return
+                chunk = _parsed(ctx, data, assembler, client_wants_usage)
+                if chunk is None:
                     continue
-            if chunk_hooks:
-                if not await dispatcher.run_stream_chunk(ctx, chunk):
-                    continue
-                out = b"data: " + orjson.dumps(chunk) + b"\n\n" if encoder is None else encoder.chunk(chunk)
-            elif encoder is None:
-                out = b"data: " + data + b"\n\n"
-            else:
-                out = encoder.chunk(chunk)
-            assembler.add(chunk)
-            if not out:  # an encoder with nothing to say for this chunk
-                continue
-            if hold:
-                held.append(out)
-            else:
-                yield out
+                if chunk_hooks:
+                    if not await dispatcher.run_stream_chunk(ctx, chunk):
+                        continue
+                    out = b"data: " + orjson.dumps(chunk) + b"\n\n" if encoder is None else encoder.chunk(chunk)
+                elif encoder is None:
+                    out = b"data: " + data + b"\n\n"  # the upstream's own bytes
+                else:
+                    out = encoder.chunk(chunk)
+                assembler.add(chunk)
+                if out:  # b"": an encoder with nothing to say for this chunk
+                    outbox.append(out)
+                    if first and not hold:
+                        # The first chunk leaves at once, not after the rest of its piece: an upstream
+                        # that sends many events together would otherwise delay the first token.
+                        first = False
+                        yield b"".join(ready)
+                        ready.clear()
+            if ready:
+                yield b"".join(ready)
+                ready.clear()
         if not assembler.finished:
             raise UpstreamConnectionError(
                 f"{ctx.deployment.provider_display}Exception - upstream closed the stream before it finished"
@@ -197,19 +198,43 @@ async def relay(
         # An upstream that finished without [DONE]: end the stream properly for the client.
         if judge:
             await dispatcher.run_chain("post_response", ctx, response=assembler.result())
-        for out in held:
-            yield out
-        yield DONE if encoder is None else encoder.done()
+        outbox.append(DONE if encoder is None else encoder.done())
+        yield b"".join(outbox)
         status = "success"
     except (GatewayError, PastDeadline) as exc:
         error = exc if isinstance(exc, GatewayError) else past_deadline(ctx.deployment, limit)
         status = "blocked" if ctx.blocked_by else "failure"
-        yield error_event(error) if encoder is None else encoder.error(error)
+        ready.append(error_event(error) if encoder is None else encoder.error(error))
+        yield b"".join(ready)  # chunks relayed before the failure, then its event (held ones never leave)
     finally:
         await reply.close()
         if status == "failure" and assembler.usage is None:
             assembler.estimate_usage(ctx.body)  # bill what was sent and received
         finish(status, error, assembler)
+
+
+def _parsed(ctx: Any, data: bytes, assembler: Assembler, client_wants_usage: bool) -> dict[str, Any] | None:
+    """One upstream event as a chunk, or None when it is not relayed (not a JSON object, or a
+    usage-only chunk the client did not ask for: its usage is kept). An error event raises."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(chunk, dict):
+        return None
+    if "error" in chunk:
+        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        raise GatewayError(
+            f"{ctx.deployment.provider_display}Exception - "
+            f"{ctx.deployment.redact(str(err.get('message', 'stream failed')))}",
+            status=502, type=err.get("type") or "api_error",
+        )
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        assembler.usage = usage
+        if not chunk.get("choices") and not client_wants_usage:
+            return None
+    return chunk
 
 
 def past_deadline(dep: Any, limit: float) -> UpstreamTimeoutError:

@@ -16,6 +16,7 @@ The supervisor binds the socket and hands a copy to each spawned worker.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 SUPERVISOR_ENV = "GATEWAY_SUPERVISOR_PID"  # set by the CLI for its workers; absent with one process
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WATCH_INTERVAL_S = 1.0
+log = logging.getLogger("uvicorn.error")  # where uvicorn's supervisor says the same things
 
 
 def run_uvicorn_workers(app: str, workers: int, **options: Any) -> int:
@@ -35,20 +37,56 @@ def run_uvicorn_workers(app: str, workers: int, **options: Any) -> int:
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
-    from uvicorn.supervisors.multiprocess import Process
 
-    from gateway.core.reload import ReloadStatus, reload_workers
+    from gateway.core.reload import ReloadStatus, reap_drained, reload_workers
+    from gateway.core.uvicorn_worker import Worker
 
     status = ReloadStatus.create()  # before the workers are spawned: they inherit its path
 
     class Supervisor(Multiprocess):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.draining: list[Worker] = []  # old workers of a reload, finishing their calls in flight
+
+        def new_worker(self) -> Worker:
+            return Worker(self.config, self.sockets)
+
+        def init_processes(self) -> None:
+            self.processes = [self.new_worker() for _ in range(self.processes_num)]
+            for process in self.processes:
+                process.start()
+
         def terminate_all(self) -> None:  # called once, when the supervisor stops
             for sock in self.sockets:
                 sock.close()
             super().terminate_all()
 
+        def join_all(self) -> None:
+            super().join_all()
+            for process in self.draining:
+                process.join()
+
+        def keep_subprocess_alive(self) -> None:
+            """Replace a worker that died or hangs (as uvicorn's does, with our kind of worker); stop
+            when one failed to start (it would fail again on every restart)."""
+            reap_drained(self.draining)
+            if self.should_exit.is_set():
+                return
+            for index, process in enumerate(self.processes):
+                if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                    continue
+                process.kill()
+                process.join()
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("worker %s failed to start; stopping the gateway", process.pid)
+                    self.should_exit.set()
+                    return
+                log.info("worker %s died (exit status %s); starting another", process.pid, process.exitcode)
+                self.processes[index] = self.new_worker()
+                self.processes[index].start()
+
         def handle_hup(self) -> None:  # uvicorn's restarts workers one by one, on the old config
-            reload_workers(self, lambda: Process(self.config, self.sockets), status)
+            reload_workers(self, self.new_worker, status)
 
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # spawned workers inherit it
     config = uvicorn.Config(app, workers=workers, **options)

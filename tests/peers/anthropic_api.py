@@ -15,17 +15,17 @@ cut into small byte pieces, an in-stream error event.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.peers.served import ServedInThread
 
 ALLOWED_PARAMS = frozenset({"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
                             "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
@@ -105,27 +105,12 @@ class FakeAnthropic:
 
     # -- serving --------------------------------------------------------------------------------
     def start(self) -> "FakeAnthropic":
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-
-        async def boot() -> int:
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            return self._runner.addresses[0][1]
-
-        self.port = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(10)
+        self._served = ServedInThread("fake-anthropic", self._handle)
+        self.port = self._served.start()
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._served.stop()
 
     def __enter__(self) -> "FakeAnthropic":
         return self.start()
@@ -256,7 +241,7 @@ def check_request(body: dict[str, Any]) -> None:
             raise Invalid("thinking: Input tag found using 'type' does not match any of the expected tags")
         if kind == "enabled":
             if adaptive_only:
-                raise Invalid(f"thinking.type.enabled is not supported for this model. Use thinking.type.adaptive "
+                raise Invalid("thinking.type.enabled is not supported for this model. Use thinking.type.adaptive "
                               "and output_config.effort to control thinking behavior.")
             budget = thinking.get("budget_tokens")
             if not isinstance(budget, int) or budget < 1024:

@@ -21,9 +21,7 @@ failure. `api.token_error = (status, error, description)` makes the token endpoi
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 import time
 import uuid
 from collections import deque
@@ -33,6 +31,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
+
+from tests.peers.served import ServedInThread
 
 ROUTE = re.compile(r"^(/openai/deployments/([^/]+)|/openai/v1|/openai|/models|/v1|)/(chat/completions|embeddings|responses)$")
 DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
@@ -112,26 +112,12 @@ class FakeAzure:
         self.queue.extend(replies)
 
     def start(self) -> "FakeAzure":
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-azure", daemon=True)
-        self._thread.start()
-        app = web.Application(client_max_size=32 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-
-        async def boot() -> int:
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-            return self._runner.addresses[0][1]
-
-        self.port = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(10)
+        self._served = ServedInThread("fake-azure", self._handle, max_body=32 * 1024 * 1024)
+        self.port = self._served.start()
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._served.stop()
 
     def __enter__(self) -> "FakeAzure":
         return self.start()

@@ -22,18 +22,18 @@ Script it for every reply (`api.default = Reply(...)`) or for the next ones in o
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import re
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.peers.served import ServedInThread
 
 PATH = re.compile(r"^/(v1|v1beta|v1alpha)/(?:publishers/google/)?(models|tunedModels)/([^/:]+):([A-Za-z]+)$")
 METHODS = frozenset({"generateContent", "streamGenerateContent", "batchEmbedContents", "embedContent"})
@@ -164,27 +164,12 @@ class FakeGemini:
 
     # -- serving --------------------------------------------------------------------------------
     def start(self) -> "FakeGemini":
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-gemini", daemon=True)
-        self._thread.start()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-
-        async def boot() -> int:
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            return self._runner.addresses[0][1]
-
-        self.port = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(10)
+        self._served = ServedInThread("fake-gemini", self._handle)
+        self.port = self._served.start()
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._served.stop()
 
     def __enter__(self) -> "FakeGemini":
         return self.start()

@@ -30,14 +30,12 @@ official `google-genai` SDK in Vertex mode.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
 import json
 import os
 import re
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -47,6 +45,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
+
+from tests.peers.served import ServedInThread
 
 
 def _load(name: str) -> Any:
@@ -149,27 +149,12 @@ class FakeVertex:
 
     # -- serving --------------------------------------------------------------------------------
     def start(self) -> "FakeVertex":
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-vertex", daemon=True)
-        self._thread.start()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-
-        async def boot() -> int:
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            return self._runner.addresses[0][1]
-
-        self.port = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(10)
+        self._served = ServedInThread("fake-vertex", self._handle)
+        self.port = self._served.start()
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._served.stop()
 
     def __enter__(self) -> "FakeVertex":
         return self.start()
@@ -192,8 +177,8 @@ class FakeVertex:
         if request.method != "POST" or not m:
             return gemini_api.error(404, f"Requested entity was not found: {request.method} {request.path}",
                                     "NOT_FOUND")
-        version, project, location, publisher, model, method = (m.group(1), m.group(2), m.group(3),
-                                                                m.group(4) or "google", m.group(6), m.group(7))
+        project, location, publisher, model, method = (m.group(2), m.group(3), m.group(4) or "google",
+                                                       m.group(6), m.group(7))
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return gemini_api.error(401, NO_CREDENTIAL, "UNAUTHENTICATED")

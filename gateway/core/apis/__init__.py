@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from gateway.context import Principal, RequestContext
+from gateway.context import RequestContext
 from gateway.errors import GatewayError
 
 
@@ -45,27 +45,6 @@ class StreamEncoder(Protocol):
     #: The reply's id as the client saw it (`msg_...`, `resp_...`), once known: the spend row
     #: carries it, so that `/spend/logs?request_id=` finds the call by that id.
     reply_id: str | None
-
-
-class ChatAdapter(Protocol):
-    #: The call type on spend rows.
-    api: str
-
-    async def to_chat(self, body: dict[str, Any], principal: Principal) -> dict[str, Any]:
-        """The client's request as an OpenAI chat request (`model`, `messages`, `stream`, `user`,
-        `metadata`, ...). Raise BadRequestError naming the field for a malformed request."""
-        ...
-
-    def from_chat(self, reply: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-        """A `chat.completion` (as the hooks left it) as the API's reply."""
-        ...
-
-    def encoder(self, ctx: RequestContext) -> StreamEncoder:
-        ...
-
-    def error_body(self, err: GatewayError) -> dict[str, Any]:
-        """The API's error envelope for `err` (keep `error.message` and `error.type`)."""
-        ...
 
 
 async def stored(adapter: Any, ctx: RequestContext, api_reply: dict[str, Any]) -> None:

@@ -111,7 +111,7 @@ def error_body(err: GatewayError) -> dict[str, Any]:
 
 
 class AnthropicMessages:
-    """The `ChatAdapter` (gateway/core/apis). `native`: the model's deployments are Claude."""
+    """The /v1/messages adapter (gateway/core/apis). `native`: the model's deployments are Claude."""
 
     api = API
 

@@ -263,7 +263,7 @@ def echo_of(body: dict[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResponsesAdapter:
-    """The `ChatAdapter` of /v1/responses (gateway/core/apis)."""
+    """The /v1/responses adapter (gateway/core/apis)."""
 
     api = "aresponses"
 

@@ -322,3 +322,16 @@ class StoredResponse(Model):
 
     class Meta:
         table = "stored_responses"
+
+
+class UISession(Model):
+    # An admin UI login (gateway/core/ui/sessions.py). `id` is an HMAC of the session cookie under
+    # the master key: the cookie alone is not stored, and a new master key ends every session.
+    # `token` is the sha256 of the virtual key that logged in (null: the master key or UI_PASSWORD).
+    id = fields.CharField(primary_key=True, max_length=64)
+    token = fields.CharField(max_length=64, null=True, db_index=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "ui_sessions"

@@ -7,11 +7,15 @@ deployment: prompt tokens (the request's text and tool definitions, four charact
 input price + output tokens x output price, where output tokens = `max_completion_tokens` or
 `max_tokens` (else `budget_default_max_tokens`) capped by the model's known output limit, times
 `n`. Embeddings have no output. A model with no known price is estimated at 0 and reserves nothing.
+
+A record whose spend in the current period already reached its budget is refused outright
+(`check_budget`), on the LLM routes (the `virtual_keys` builtin) and the pass-through endpoints.
 """
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -19,6 +23,7 @@ import orjson
 from gateway.context import iter_request_text
 from gateway.core.limits.claims import Hold
 from gateway.core.settings import ConfigError
+from gateway.errors import BudgetExceededError
 
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TTL_S = 600.0
@@ -33,6 +38,26 @@ def positive_setting(general: dict[str, Any], key: str, default: float) -> float
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ConfigError(f"general_settings.{key}: must be a number greater than 0, got {value!r}")
     return float(value)
+
+
+def effective_spend(record: Any, now: datetime) -> float:
+    """Spend in the current budget period (a period that ended counts as reset)."""
+    if record.budget_reset_at is not None and record.budget_reset_at <= now:
+        return 0.0
+    return float(record.spend or 0.0)
+
+
+def budget_exceeded(spend: float, max_budget: float) -> BudgetExceededError:
+    return BudgetExceededError(f"Budget has been exceeded! Current cost: {spend}, Max budget: {max_budget}")
+
+
+def check_budget(record: Any, now: datetime) -> None:
+    """Refuse (`budget_exceeded`) a key, team, user, ... record whose period's spend reached its budget."""
+    if record is None or record.max_budget is None:
+        return
+    spend = effective_spend(record, now)
+    if spend >= record.max_budget:
+        raise budget_exceeded(spend, record.max_budget)
 
 
 def _count(value: Any) -> int | None:

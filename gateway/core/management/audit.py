@@ -1,6 +1,7 @@
-"""`GET /audit`: the audit log (admin only), newest first, filtered and paginated.
+"""`GET /audit`: the audit log (admin only), newest first, filtered and paginated; `GET
+/audit/verify`: its hash chain checked, as `gateway audit verify` does it.
 
-Filters: `object_id`, `table_name`, `action`, `changed_by` (exact), `start_date`, `end_date`
+Filters of `/audit`: `object_id`, `table_name`, `action`, `changed_by` (exact), `start_date`, `end_date`
 (`YYYY-MM-DD` or ISO 8601; a bare date as `end_date` includes that whole day; times without an
 offset are UTC). `page` (from 1) and `page_size` (default 50, at most 1000).
 """
@@ -15,12 +16,13 @@ from pydantic import BaseModel, Field
 from quart import Blueprint, request
 from quart_schema import document_querystring, document_response, tag_blueprint
 
-from gateway.builtins.audit_store import row_dict
+from gateway.core.audit_chain import row_dict, verify_chain
 from gateway.core.db.models import AuditLog
 from gateway.core.management.common import MAX_PAGE, TABLE, check_query, require_admin
+from gateway.core.route_groups import MANAGEMENT, declare
 from gateway.errors import BadRequestError
 
-bp = Blueprint("audit", __name__)
+bp = declare(Blueprint("audit", __name__), MANAGEMENT)
 bp.before_request(check_query)
 tag_blueprint(bp, ["Audit"])
 
@@ -62,6 +64,14 @@ class AuditPage(BaseModel):
     total: int
     page: int
     page_size: int
+
+
+class ChainVerdict(BaseModel):
+    """What `gateway audit verify` prints, as JSON."""
+
+    ok: bool = Field(description="true when every row's hash matches its contents and links to the row before")
+    rows: int = Field(description="How many rows, from the first, were checked intact")
+    message: str = Field(description="`audit log intact: N rows`, or which row was edited or removed and how")
 
 
 def _when(name: str, value: str) -> tuple[datetime, bool]:
@@ -120,3 +130,13 @@ async def list_audit() -> Any:
     total = await query.count()
     rows = await query.order_by("-seq").offset((page - 1) * size).limit(size)
     return {"audit_logs": [row_dict(r) for r in rows], "total": total, "page": page, "page_size": size}
+
+
+@bp.get("/audit/verify")
+@document_response(ChainVerdict)
+async def verify_audit() -> Any:
+    """The hash chain walked from the first row (admin): intact, or the first row edited or
+    removed. A 200 either way: the check itself succeeded."""
+    require_admin()
+    verdict = await verify_chain()
+    return {"ok": verdict.ok, "rows": verdict.rows, "message": verdict.message}

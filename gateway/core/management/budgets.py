@@ -36,9 +36,10 @@ from gateway.core.management.common import (
     record_change,
     require_admin,
 )
+from gateway.core.route_groups import MANAGEMENT, declare
 from gateway.errors import BadRequestError, NotFoundError
 
-bp = Blueprint("budgets", __name__)
+bp = declare(Blueprint("budgets", __name__), MANAGEMENT)
 bp.before_request(check_query)
 tag_blueprint(bp, ["Budgets"])
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from quart import current_app, g, request
 
 from gateway.context import AuditEvent
+from gateway.core.json_body import parse_json_object
 from gateway.core.keys import hash_key
 from gateway.errors import BadRequestError, PermissionDeniedError
 
@@ -50,19 +51,16 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(timezone.utc).isoformat() if dt is not None else None
+def iso(dt: datetime | None, timespec: str = "auto") -> str | None:
+    """`dt` in UTC as ISO 8601 text (None stays None): the one way replies and messages write a
+    time. `timespec="microseconds"` always writes the fraction (a fixed form, as a hash needs)."""
+    return dt.astimezone(timezone.utc).isoformat(timespec=timespec) if dt is not None else None
 
 
 async def read_body(model: type[M]) -> tuple[M, set[str]]:
     """The JSON body validated by `model`, and the set of fields the client actually sent."""
     raw = await request.get_data(cache=False)
-    try:
-        data = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"Malformed JSON in request body: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("Request body must be a JSON object")
+    data = parse_json_object(raw) if raw.strip() else {}
     for name, value in data.items():
         check_value(value, name, top=True)
     try:
@@ -119,6 +117,18 @@ def page_args(size_name: str, default_size: int) -> tuple[int, int]:
     return page, size
 
 
+def order_args(sortable: tuple[str, ...], tiebreak: str) -> tuple[str, str]:
+    """`?sort_by=` (one of `sortable`, default `created_at`) and `?sort_order=` (`asc`, the default,
+    or `desc`) as the two `order_by` terms, the second on `tiebreak` (a unique column); else a 400."""
+    sort_by, order = request.args.get("sort_by") or "created_at", request.args.get("sort_order") or "asc"
+    if sort_by not in sortable:
+        raise BadRequestError(f"sort_by must be one of {', '.join(sortable)}", param="sort_by")
+    if order not in ("asc", "desc"):
+        raise BadRequestError("sort_order must be asc or desc", param="sort_order")
+    sign = "-" if order == "desc" else ""
+    return sign + sort_by, sign + tiebreak
+
+
 def require_admin() -> None:
     if not g.principal.is_admin:
         raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
@@ -164,7 +174,7 @@ def changes_from(body: BaseModel, sent: set[str], editable: tuple[str, ...], def
         if f in changes and changes[f] is None:
             changes[f] = default
     if "budget_duration" in sent:
-        changes["budget_reset_at"] = next_reset(getattr(body, "budget_duration"))
+        changes["budget_reset_at"] = next_reset(body.budget_duration)
     return changes
 
 

@@ -13,19 +13,23 @@ user's own `max_budget` / `budget_duration`, where set, win over its budget's.""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 from quart import Blueprint, request
 from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from gateway.core.db.models import Budget, EndUser
 from gateway.core.management import budgets
-from gateway.core.management.common import changes_from, check_query, iso, next_reset, read_body, record_change, require_admin
+from gateway.core.management.common import (changes_from, check_query, iso, next_reset, page_args, read_body,
+                                             record_change, require_admin)
+from gateway.core.route_groups import MANAGEMENT, declare
 from gateway.errors import BadRequestError, NotFoundError
 
-bp = Blueprint("end_users", __name__)
+bp = declare(Blueprint("end_users", __name__), MANAGEMENT)
 bp.before_request(check_query)
 tag_blueprint(bp, ["End users"])
 
@@ -92,8 +96,24 @@ class EndUserInfo(BaseModel):
     litellm_budget_table: budgets.BudgetInfo | None
 
 
-class EndUserList(RootModel[list[EndUserInfo]]):
-    """End users, oldest first."""
+class EndUserPage(BaseModel):
+    """One page of end users (with `page` or `page_size` in the query)."""
+
+    customers: list[EndUserInfo]
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+
+
+class EndUserList(RootModel[list[EndUserInfo] | EndUserPage]):
+    """End users, oldest first: every one as a list (LiteLLM's reply), or one page of them."""
+
+
+class EndUserListQuery(BaseModel):
+    page: int | None = Field(None, ge=1, description="With page or page_size, the reply is one page")
+    page_size: int | None = Field(None, ge=1, le=1000, description="End users per page (default 25)")
+    search: str | None = Field(None, description="End users whose id or alias contains this (any case)")
 
 
 class EndUserQuery(BaseModel):
@@ -254,14 +274,30 @@ async def delete() -> Any:
 
 
 @_routes("/list", method="GET")
+@document_querystring(EndUserListQuery)
 @document_response(EndUserList)
 async def list_end_users() -> Any:
-    """Every end user (admin)."""
+    """End users, oldest first (admin): all of them as a list, as LiteLLM answers; with `page` or
+    `page_size`, one page of them with the total, as `/user/list` answers."""
     require_admin()
-    rows = await EndUser.all().order_by("created_at", "user_id")
+    args = request.args
+    query = EndUser.all()
+    if args.get("search"):
+        query = query.filter(Q(user_id__icontains=args["search"]) | Q(alias__icontains=args["search"]))
+    query = query.order_by("created_at", "user_id")
+    paged = "page" in args or "page_size" in args
+    if paged:
+        page, size = page_args("page_size", 25)
+        total = await query.count()
+        query = query.offset((page - 1) * size).limit(size)
+    rows = await query
     ids = {e.budget_id for e in rows if e.budget_id}
     found = {b.budget_id: b for b in await Budget.filter(budget_id__in=ids)} if ids else {}
-    return [end_user_info(e, found.get(e.budget_id or "")) for e in rows]
+    records = [end_user_info(e, found.get(e.budget_id or "")) for e in rows]
+    if not paged:
+        return records
+    return {"customers": records, "total": total, "page": page, "page_size": size,
+            "total_pages": max(1, math.ceil(total / size))}
 
 
 @_routes("/block")

@@ -1,5 +1,6 @@
 """`/key/*`: virtual keys. The raw key is returned once, by generate and regenerate; only its
-sha256 (`token`) and a short name are kept. Calls accept the raw key or the token."""
+sha256 (`token`) and a short name are kept. Calls accept the raw key or the token. What a user may
+do with their own keys (generate, delete, list) is key_self_service.py's."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ from gateway.core.management.common import (
     with_guardrails,
     with_metadata_field,
 )
+from gateway.core.management.key_self_service import check_own_key, self_service
+from gateway.core.route_groups import INFO, MANAGEMENT, declare
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
-bp = Blueprint("keys", __name__)
+bp = declare(Blueprint("keys", __name__), MANAGEMENT, info=INFO)
 bp.before_request(check_query)
 tag_blueprint(bp, ["Keys"])
 
@@ -188,51 +191,6 @@ async def _alias_free(alias: str | None, token: str | None = None) -> None:
         raise BadRequestError(f"Key with alias '{alias}' already exists.", param="key_alias")
 
 
-# Self-service: what a key of a user may do with that user's keys, by the user's role (LiteLLM's
-# roles: an internal_user creates, lists and deletes their own keys; a viewer lists them;
-# a proxy_admin_viewer lists every key). A key with no user may do none of it.
-SELF_SERVICE = {"generate": ("internal_user",), "delete": ("internal_user",),
-                "list": ("internal_user", "internal_user_viewer", "proxy_admin_viewer")}
-ADMIN_FIELDS = ("permissions", "guardrails")  # fields that loosen policy: the proxy admin's to set
-
-
-def self_service(action: str) -> str | None:
-    """None for an admin; else the calling user's id when their role allows `action`; else a 403."""
-    principal = g.principal
-    if principal.is_admin:
-        return None
-    if not principal.user_id or principal.user_role not in SELF_SERVICE[action]:
-        raise PermissionDeniedError(f"Only proxy admin can access this route. Route={request.path}")
-    return principal.user_id
-
-
-async def _check_own_key(body: GenerateBody, sent: set[str], me: str) -> None:
-    """An internal user's key request: for themselves, in a team they belong to, within their own
-    models, without the fields that loosen policy (LiteLLM's rules, as 403s)."""
-    from gateway.core.db.models import Team, User
-    from gateway.core.management.teams import member_ids
-
-    if body.user_id is not None and body.user_id != me:
-        raise PermissionDeniedError(f"User can only create keys for themselves. Got user_id={body.user_id}, "
-                                    f"Your ID={me}", param="user_id")
-    body.user_id = me
-    for field in ADMIN_FIELDS:
-        if field in sent or (field == "guardrails" and "guardrails" in (body.metadata or {})):
-            raise PermissionDeniedError(f"Only proxy admin can set {field}", param=field)
-    if body.team_id is not None:
-        team = await Team.get_or_none(team_id=body.team_id)
-        if team is None or me not in member_ids(team):
-            raise PermissionDeniedError(f"User={me} not assigned to team={body.team_id}", param="team_id")
-    user = await User.get_or_none(user_id=me)
-    allowed = list(user.models or []) if user is not None else []
-    if allowed:
-        if not body.models:
-            body.models = allowed
-        for m in body.models:
-            if m not in allowed:
-                raise PermissionDeniedError(f"Model={m} not in the user's allowed models={allowed}", param="models")
-
-
 @bp.post("/key/generate")
 @document_request(GenerateBody)
 @document_response(NewKey)
@@ -242,7 +200,7 @@ async def generate() -> Any:
     me = self_service("generate")
     body, sent = await read_body(GenerateBody)
     if me is not None:
-        await _check_own_key(body, sent, me)
+        await check_own_key(body, sent, me)
     _check_meta(body)
     if body.key is not None and (not body.key.startswith("sk-") or len(body.key) < 12):
         raise BadRequestError("key must start with sk- and be at least 12 characters long", param="key")

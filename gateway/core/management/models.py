@@ -31,9 +31,10 @@ from gateway.core import model_store
 from gateway.core.db.models import ProxyModel, Team
 from gateway.core.management.common import caller_id, check_query, iso, read_body, record_change
 from gateway.core.providers.deployment import DeploymentError
+from gateway.core.route_groups import MANAGEMENT, declare
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
-bp = Blueprint("models", __name__)
+bp = declare(Blueprint("models", __name__), MANAGEMENT)
 bp.before_request(check_query)
 tag_blueprint(bp, ["Models"])
 

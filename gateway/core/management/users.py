@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app, g, request
 from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 from tortoise.exceptions import IntegrityError
+from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from gateway.core.db.models import Key, OrganizationMembership, Team, TeamMembership, User
@@ -24,6 +25,7 @@ from gateway.core.management.common import (
     iso,
     next_reset,
     now,
+    order_args,
     page_args,
     parse_duration,
     read_body,
@@ -32,9 +34,10 @@ from gateway.core.management.common import (
 )
 from gateway.core.management.keys import KeyInfo, _alias_free, key_info
 from gateway.core.management.teams import TeamInfo, TeamMembershipInfo, team_info
+from gateway.core.route_groups import INFO, MANAGEMENT, declare
 from gateway.errors import BadRequestError, NotFoundError, PermissionDeniedError
 
-bp = Blueprint("users", __name__)
+bp = declare(Blueprint("users", __name__), MANAGEMENT, info=INFO)
 bp.before_request(check_query)
 tag_blueprint(bp, ["Users"])
 
@@ -133,8 +136,12 @@ class UserListQuery(BaseModel):
     sort_order: Literal["asc", "desc"] | None = Field(None, description="Default asc")
 
 
+class UserListItem(UserInfo):
+    key_count: int = Field(description="How many keys the user has (LiteLLM's key_count)")
+
+
 class UserList(BaseModel):
-    users: list[UserInfo]
+    users: list[UserListItem]
     total: int
     page: int
     page_size: int
@@ -290,7 +297,8 @@ async def info() -> Any:
 @document_response(UserList)
 async def list_users() -> Any:
     """Users, paginated (admin), filtered as LiteLLM's: `role`, `user_ids` (comma-separated),
-    `user_email` (contains, any case), `team`; sorted by `sort_by` (default: oldest first)."""
+    `user_email` (contains, any case), `team`; sorted by `sort_by` (default: oldest first). Each
+    with its `key_count`, as LiteLLM's."""
     require_admin()
     args = request.args
     page, size = page_args("page_size", 25)
@@ -305,13 +313,11 @@ async def list_users() -> Any:
         team = args["team"]
         ids = [uid for uid, teams in await query.values_list("user_id", "teams") if team in (teams or ())]
         query = query.filter(user_id__in=ids)
-    sort_by, order = args.get("sort_by") or "created_at", args.get("sort_order") or "asc"
-    if sort_by not in SORTABLE:
-        raise BadRequestError(f"sort_by must be one of {', '.join(SORTABLE)}", param="sort_by")
-    if order not in ("asc", "desc"):
-        raise BadRequestError("sort_order must be asc or desc", param="sort_order")
-    sign = "-" if order == "desc" else ""
+    order = order_args(SORTABLE, "user_id")
     total = await query.count()
-    rows = await query.order_by(sign + sort_by, sign + "user_id").offset((page - 1) * size).limit(size)
-    return {"users": [user_info(u) for u in rows], "total": total, "page": page, "page_size": size,
+    rows = await query.order_by(*order).offset((page - 1) * size).limit(size)
+    counted = Key.filter(user_id__in=[u.user_id for u in rows]).group_by("user_id").annotate(n=Count("token"))
+    keys = dict(await counted.values_list("user_id", "n"))
+    return {"users": [{**user_info(u), "key_count": keys.get(u.user_id, 0)} for u in rows], "total": total,
+            "page": page, "page_size": size,
             "total_pages": max(1, math.ceil(total / size))}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any
 
 from gateway.core.providers.urls import safe_url, split_credentials
 
@@ -189,15 +189,3 @@ def resolve(index: int, entry: Any, default_timeout: float,
             raise DeploymentError(f"model_list.{index}.litellm_params: {exc}") from None
     return dep
 
-
-class UpstreamReply(Protocol):
-    """What a provider returns: a status, headers, and a body read whole or as a byte stream."""
-
-    status: int
-    headers: Any
-
-    async def read(self) -> bytes: ...
-
-    def iter_bytes(self) -> AsyncIterator[bytes]: ...
-
-    async def close(self) -> None: ...

@@ -67,7 +67,6 @@ class EntraToken:
         self.token: str | None = None
         self.refresh_at = 0.0  # monotonic: refresh in the background from here
         self.expires_at = 0.0  # monotonic: never sent from here
-        self.fetches = 0
         self._task: asyncio.Task[None] | None = None
 
     def usable(self) -> str | None:
@@ -138,7 +137,6 @@ class EntraToken:
         self.token = token
         self.expires_at = started + life - min(EXPIRY_SKEW, life / 10)
         self.refresh_at = started + life - min(REFRESH_AHEAD, life / 4)
-        self.fetches += 1
         log.debug("azure: new Entra ID token for %s, valid %.0f s (fetched in %.0f ms)", self.label, life,
                   (time.monotonic() - started) * 1000)
 

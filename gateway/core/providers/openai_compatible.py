@@ -10,6 +10,7 @@ the gateway's CPU. Plugins get httpx's API over the aiohttp transport (`Gateway.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from typing import Any, AsyncIterator
@@ -196,7 +197,7 @@ class SessionReply:
 
     __slots__ = ("response", "status", "headers", "deployment", "deadline")
 
-    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment, deadline: float) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment, deadline: float | None) -> None:
         self.response = response
         self.status = response.status
         self.headers = response.headers
@@ -205,6 +206,8 @@ class SessionReply:
 
     async def read(self) -> bytes:
         try:
+            if self.deadline is None:  # aiohttp's own total timeout bounds the read
+                return await self.response.read()
             async with asyncio.timeout_at(self.deadline):
                 return await self.response.read()
         except Exception as exc:
@@ -273,17 +276,32 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
     timeout = dep.stream_timeout if stream else dep.timeout
     deadline = asyncio.get_running_loop().time() + timeout
     if isinstance(pool, SessionPool):
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
+        session = pool.get(url)
         try:
-            async with asyncio.timeout_at(deadline):
-                response = await pool.get(url).post(url, data=content, headers=headers, timeout=client_timeout,
-                                                    ssl=tls_of(dep))
+            if stream:  # `timeout` until the headers, then for each wait for the next bytes
+                client_timeout = _client_timeout(timeout, True)
+                async with asyncio.timeout_at(deadline):
+                    response = await session.post(url, data=content, headers=headers, timeout=client_timeout,
+                                                  ssl=tls_of(dep))
+            else:  # `timeout` for the whole call, body included: aiohttp's one timer does it (not three)
+                client_timeout = _client_timeout(timeout, False)
+                response = await session.post(url, data=content, headers=headers, timeout=client_timeout,
+                                              ssl=tls_of(dep))
         except Exception as exc:
             raise map_transport_error(exc, dep) from None
-        reply: Any = SessionReply(response, dep, deadline)
+        reply: Any = SessionReply(response, dep, deadline if stream else None)
     else:
         reply = await _send_httpx(pool, dep, url, headers, content, timeout, deadline)
     return reply if dep.handler.passthrough else TranslatedReply(reply, dep, call_type, stream)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(timeout: float, stream: bool) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout for a deployment's `timeout`: one object per value, not one per call.
+    A stream: `timeout` for each wait on the next bytes; else for the whole call, body included."""
+    if stream:
+        return aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
+    return aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
 
 
 async def _send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,

@@ -15,10 +15,11 @@ from quart_schema import document_response, tag_blueprint
 from gateway.context import AuditEvent
 from gateway.core.management.common import TABLE, caller_id, caller_key_hash
 from gateway.core.reload import CHECK_TIMEOUT_S, ReloadStatus, reload_timeout
+from gateway.core.route_groups import MANAGEMENT, declare
 from gateway.core.supervisor import SUPERVISOR_ENV
 from gateway.errors import BadRequestError, GatewayError, PermissionDeniedError
 
-bp = Blueprint("config_reload", __name__)
+bp = declare(Blueprint("config_reload", __name__), MANAGEMENT)
 tag_blueprint(bp, ["Gateway"])
 FINAL = ("reloaded", "refused", "aborted")
 POLL_S = 0.1

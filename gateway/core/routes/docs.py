@@ -19,6 +19,7 @@ from quart import Blueprint, Response, current_app, request
 from quart_schema import document_response, tag_blueprint
 
 from gateway.core.openapi import ASSETS_PATH, OPENAPI_PATH, DocsConfig
+from gateway.core.route_groups import PUBLIC, declare
 from gateway.errors import NotFoundError
 
 log = logging.getLogger("gateway.docs")
@@ -134,7 +135,7 @@ def swagger_page() -> Response:
 
 def blueprint(config: DocsConfig) -> Blueprint:
     """The docs routes this configuration asks for (`/` itself is the landing route's, in info.py)."""
-    bp = Blueprint("docs", __name__)
+    bp = declare(Blueprint("docs", __name__), PUBLIC)
     tag_blueprint(bp, ["Docs"])
     cache: dict[str, bytes] = {}
 

@@ -10,10 +10,11 @@ from quart_schema import document_response, tag_blueprint
 
 import gateway
 from gateway.core.openapi import OPENAPI_PATH
+from gateway.core.route_groups import MANAGEMENT, PUBLIC, declare
 from gateway.core.routes.docs import prefers_html, swagger_page
 from gateway.errors import PermissionDeniedError
 
-bp = Blueprint("info", __name__)
+bp = declare(Blueprint("info", __name__), home=PUBLIC, routes=PUBLIC, plugins=MANAGEMENT)
 tag_blueprint(bp, ["Gateway"])
 
 

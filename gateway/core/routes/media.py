@@ -1,7 +1,7 @@
 """OpenAI's image, audio and moderation APIs and Cohere's rerank API, on the LLM request path.
 
 Each route reads its request into the dict the hooks see as `ctx.body`, checks the few fields the
-gateway itself reads, and hands the call to `llm.serve` under its call type: model groups,
+gateway itself reads, and hands the call to `request_path.serve` under its call type: model groups,
 retries and fallbacks, `pre_request` / `post_response`, budgets, spend rows (priced per image,
 second, character or search unit: `spend/pricing.py`). The upstream answers in its own API's shape,
 which is what the client gets; speech is relayed as audio, with the upstream's content type.
@@ -29,11 +29,13 @@ from quart import Blueprint, Response, current_app, g, request
 from quart_schema import DataSource, document_request, document_response
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.core import request_path
+from gateway.core.model_access import may_use, visible_models
 from gateway.core.providers.cohere_rerank import document_text
-from gateway.core.routes import llm
+from gateway.core.route_groups import OPENAI, declare
 from gateway.errors import BadRequestError, GatewayError
 
-bp = Blueprint("media", __name__)
+bp = declare(Blueprint("media", __name__), OPENAI)
 
 #: Model groups tried, in order, when a moderation request names no model (OpenAI's own names).
 DEFAULT_MODERATION_MODELS = ("omni-moderation-latest", "text-moderation-latest", "text-moderation-stable")
@@ -147,9 +149,9 @@ def default_moderation_model(gw: Any, principal: Any) -> str:
             gw.router.resolve(name, principal)
         except GatewayError:
             continue
-        if llm.may_use(gw, principal, name):
+        if may_use(gw, principal, name):
             return name
-    for name in llm.visible_models(gw, principal):
+    for name in visible_models(gw, principal):
         deps = gw.router.groups.get(name) or ()
         if any(d.model_info.get("mode") == "moderation" or "moderation" in d.upstream_model for d in deps):
             return name
@@ -259,49 +261,49 @@ class RerankResponse(_Open):
 @document_response(ImagesResponse)
 async def images_generations() -> Response:
     """Create images from a prompt (OpenAI's API)."""
-    body = await llm.read_json_body()
+    body = await request_path.read_json_body()
     _count(body, "n", 10)
     for name in ("size", "quality", "response_format", "style"):
         _optional(body, name, str, "a string")
-    return await llm.serve("aimage_generation", body)
+    return await request_path.serve("aimage_generation", body)
 
 
 @document_request(SpeechRequest)
 async def audio_speech() -> Response:
     """Turn text into speech (OpenAI's API): the reply is the audio."""
-    body = await llm.read_json_body()
+    body = await request_path.read_json_body()
     _optional(body, "response_format", str, "a string")
     _optional(body, "speed", (int, float), "a number")
-    return await llm.serve("aspeech", body)
+    return await request_path.serve("aspeech", body)
 
 
 @document_request(TranscriptionForm, source=DataSource.FORM_MULTIPART)
 @document_response(Transcription)
 async def audio_transcriptions() -> Response:
     """Transcribe an audio file (OpenAI's API, multipart form data)."""
-    return await llm.serve("atranscription", await _transcription_body())
+    return await request_path.serve("atranscription", await _transcription_body())
 
 
 @document_request(ModerationRequest)
 @document_response(ModerationResponse)
 async def moderations() -> Response:
     """Classify text as harmful or not (OpenAI's API)."""
-    body = await llm.read_json_body()
+    body = await request_path.read_json_body()
     if body.get("model") is None:
         gw = current_app.gateway
         if gw.router.pending:
             await gw.router.settle()
         body["model"] = default_moderation_model(gw, g.principal)
-    return await llm.serve("amoderation", body)
+    return await request_path.serve("amoderation", body)
 
 
 @document_request(RerankRequest)
 @document_response(RerankResponse)
 async def rerank() -> Response:
     """Order documents by relevance to a query (Cohere's rerank API, as LiteLLM serves it)."""
-    body = await llm.read_json_body()
+    body = await request_path.read_json_body()
     _check_rerank(body)
-    return await _with_documents(await llm.serve("arerank", body), body)
+    return await _with_documents(await request_path.serve("arerank", body), body)
 
 
 for _prefix in ("", "/v1"):

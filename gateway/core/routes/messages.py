@@ -20,14 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, current_app, g, request
 from quart_schema import document_request, document_response, tag_blueprint
 
+from gateway.core import request_path
 from gateway.core.apis.anthropic_messages import AnthropicMessages, estimate_tokens, error_body, is_claude, to_chat
+from gateway.core.model_access import check_model_access
 from gateway.core.openapi import document_stream
 from gateway.core.providers.anthropic import API_VERSION, messages_url
 from gateway.core.providers.openai_compatible import tls_of
-from gateway.core.routes import llm
+from gateway.core.route_groups import OPENAI, declare
 from gateway.errors import BadRequestError, GatewayError
 
-bp = Blueprint("messages", __name__)
+bp = declare(Blueprint("messages", __name__), OPENAI)
 tag_blueprint(bp, ["Anthropic"])
 log = logging.getLogger("gateway.messages")
 
@@ -123,7 +125,7 @@ async def create_message() -> Response:
     Any configured model answers, Claude or not: the call runs through the chat path, with its
     keys (`x-api-key` too), budgets, hooks, routing and spend rows (`anthropic_messages`)."""
     try:
-        body = await llm.read_json_body()
+        body = await request_path.read_json_body()
     except GatewayError as exc:
         return _error(exc)
     group = await _group(body.get("model"))
@@ -131,7 +133,7 @@ async def create_message() -> Response:
     betas = request.headers.get("anthropic-beta")
     if betas and "anthropic_beta" not in body:  # Claude Code's betas, for a Claude deployment to send on
         body["anthropic_beta"] = betas
-    return await llm.serve("acompletion", body, adapter=adapter)
+    return await request_path.serve("acompletion", body, adapter=adapter)
 
 
 async def _upstream_count(dep: Any, body: dict[str, Any]) -> int | None:
@@ -173,14 +175,14 @@ async def count_tokens() -> Response:
     `x-gateway-token-count-estimated: true` header. The key must be allowed the model."""
     gw = current_app.gateway
     try:
-        body = await llm.read_json_body()
+        body = await request_path.read_json_body()
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequestError("model: a model name is required", param="model")
-        g.model = model
+        g.call.model = model
         if gw.router.pending:
             await gw.router.settle()
-        llm.check_model_access(gw, g.principal, model)
+        check_model_access(gw, g.principal, model)
         group = gw.router.group(model, g.principal)
         native = all(is_claude(d) for d in group)
         chat = to_chat(body, native, need_max_tokens=False)  # the same checks as a message's

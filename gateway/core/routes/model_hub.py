@@ -20,7 +20,9 @@ from typing import Any, Iterable
 import orjson
 from quart import Blueprint, Response, current_app
 
-bp = Blueprint("model_hub", __name__)
+from gateway.core.route_groups import MODEL_HUB, declare
+
+bp = declare(Blueprint("model_hub", __name__), MODEL_HUB)
 
 FLAGS = ("supports_streaming", "supports_function_calling", "supports_vision")
 STREAMING_MODES = ("chat", "completion")

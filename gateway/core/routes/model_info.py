@@ -24,12 +24,13 @@ from quart import Blueprint, current_app, g, request
 from quart_schema import document_querystring, document_response, tag_blueprint
 
 from gateway.core.management.models import bp as models_bp
+from gateway.core.model_access import may_use, visible_models
 from gateway.core.model_store import public_params
-from gateway.core.routes.llm import may_use, visible_models
+from gateway.core.route_groups import INFO, declare
 from gateway.core.routes.model_hub import _describe, hub_entries
 from gateway.errors import BadRequestError
 
-bp = Blueprint("model_info", __name__)
+bp = declare(Blueprint("model_info", __name__), INFO)
 tag_blueprint(bp, ["Models"])
 
 __all__ = ["bp", "models_bp"]

@@ -26,10 +26,10 @@ from quart import Blueprint, Quart, Response, current_app, g, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from gateway.builtins.virtual_keys import check_budget
 from gateway.context import Outcome, RequestContext
-from gateway.core import auth
-from gateway.core.access import GROUPS, MODEL_HUB_ROUTES, RouteSet
+from gateway.core import auth, route_groups
+from gateway.core.access import RouteSet
+from gateway.core.limits.budgets import check_budget
 from gateway.core.pass_through_config import PassThroughConfigError, PassThroughEndpoint, collision, parse
 from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 
@@ -61,8 +61,8 @@ def install(app: Quart, gw: Any) -> None:
     endpoints = parse(gw.settings.file.general_settings)
     if not endpoints:
         return
-    _check_collisions(app, endpoints)
-    bp = Blueprint("pass_through", __name__)
+    _check_collisions(app, endpoints, gw.access.groups)
+    bp = route_groups.declare(Blueprint("pass_through", __name__))  # in no group: each entry says who may call it
     for ep in endpoints:
         view = _view(ep)
         bp.add_url_rule(ep.path, f"entry_{ep.index}", view, methods=METHODS)
@@ -78,10 +78,10 @@ def install(app: Quart, gw: Any) -> None:
                  ep.display_target, "on" if ep.auth else "off")
 
 
-def _check_collisions(app: Quart, endpoints: Iterable[PassThroughEndpoint]) -> None:
-    """Every mounted route and every route the gateway reserves is off limits."""
+def _check_collisions(app: Quart, endpoints: Iterable[PassThroughEndpoint], groups: dict[str, frozenset[str]]) -> None:
+    """Every mounted route and every route in a route group (`/metrics` without its plugin) is off limits."""
     adapter = app.url_map.bind("gateway.invalid")
-    reserved = [r for group in GROUPS.values() for r in group] + sorted(MODEL_HUB_ROUTES)
+    reserved = sorted({r for group in groups.values() for r in group})
     reserved_set = RouteSet(reserved)
     mounted = [rule.rule for rule in app.url_map.iter_rules()]
 
@@ -152,7 +152,7 @@ async def _forward(gw: Any, ep: PassThroughEndpoint) -> Response:
         _copy_reply_headers(reply.headers, resp, decoded=True)
     else:
         resp = Response(_relay(gw, ep, ctx, reply, line), status=reply.status_code)
-        g.streaming = True  # the access line is written when the relay ends
+        g.call.streaming = True  # the access line is written when the relay ends
         _copy_reply_headers(reply.headers, resp)
     resp.headers["x-gateway-overhead-ms"] = overhead_ms
     return resp
@@ -162,7 +162,7 @@ def _context(ep: PassThroughEndpoint, principal: Any) -> RequestContext:
     ctx = RequestContext(request_id=g.request_id, call_type=CALL_TYPE, route=request.path, body={},
                          principal=principal, model=ep.path, api=CALL_TYPE)
     ctx.started = g.started
-    g.model = ep.path
+    g.call.model = ep.path
     return ctx
 
 

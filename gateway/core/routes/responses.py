@@ -13,13 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, current_app, g, request
 from quart_schema import document_querystring, document_request, document_response, tag_blueprint
 
+from gateway.core import request_path
 from gateway.core.apis.response_store import Stored, store_of
 from gateway.core.apis.responses import ADAPTER
 from gateway.core.openapi import document_stream
-from gateway.core.routes import llm
+from gateway.core.route_groups import OPENAI, declare
 from gateway.errors import BadRequestError, NotFoundError
 
-bp = Blueprint("responses", __name__)
+bp = declare(Blueprint("responses", __name__), OPENAI)
 tag_blueprint(bp, ["OpenAI"])
 
 MAX_LIMIT = 100
@@ -99,7 +100,7 @@ class InputItemList(_Open):
 async def create_response() -> Response:
     """Create a model response (OpenAI's Responses API), for any configured model: the request runs
     through the chat path, so every hook and limit applies; `stream: true` for server-sent events."""
-    return await llm.serve("acompletion", await llm.read_json_body(), adapter=ADAPTER)
+    return await request_path.serve("acompletion", await request_path.read_json_body(), adapter=ADAPTER)
 
 
 async def _owned(response_id: str) -> Stored:

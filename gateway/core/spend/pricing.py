@@ -51,6 +51,27 @@ class Price:
     input_cost_per_image_token: float | None = None
     output_cost_per_image_token: float | None = None
 
+    def token_cost(self, usage: dict[str, Any]) -> float:
+        """prompt_tokens x input price + completion_tokens x output price, cached prompt tokens at
+        the cache prices when the model has them (embeddings: input only)."""
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        if self.cache_read_input_token_cost is not None or self.cache_creation_input_token_cost is not None:
+            # `prompt_tokens` counts cached reads and cache writes too (LiteLLM's usage): price them apart.
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            # DeepSeek reports its cache hits as `prompt_cache_hit_tokens`.
+            read = int(usage.get("cache_read_input_tokens") or cached or usage.get("prompt_cache_hit_tokens") or 0)
+            written = int(usage.get("cache_creation_input_tokens") or 0)
+            read, written = min(read, prompt), min(written, max(prompt - read, 0))
+            inp = self.input_cost_per_token
+            return ((prompt - read - written) * inp
+                    + read * (self.cache_read_input_token_cost if self.cache_read_input_token_cost is not None else inp)
+                    + written * (self.cache_creation_input_token_cost
+                                 if self.cache_creation_input_token_cost is not None else inp)
+                    + completion * self.output_cost_per_token)
+        return prompt * self.input_cost_per_token + completion * self.output_cost_per_token
+
 
 #: The call types billed per token (`PriceTable.cost`); the others by what they make (`call_cost`).
 TOKEN_CALLS = frozenset({"acompletion", "atext_completion", "aembedding"})
@@ -138,23 +159,7 @@ class PriceTable:
         price = self.price_for(deployment)
         if price is None:
             return 0.0
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        if price.cache_read_input_token_cost is not None or price.cache_creation_input_token_cost is not None:
-            # `prompt_tokens` counts cached reads and cache writes too (LiteLLM's usage): price them apart.
-            details = usage.get("prompt_tokens_details")
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            # DeepSeek reports its cache hits as `prompt_cache_hit_tokens`.
-            read = int(usage.get("cache_read_input_tokens") or cached or usage.get("prompt_cache_hit_tokens") or 0)
-            written = int(usage.get("cache_creation_input_tokens") or 0)
-            read, written = min(read, prompt), min(written, max(prompt - read, 0))
-            inp = price.input_cost_per_token
-            return ((prompt - read - written) * inp
-                    + read * (price.cache_read_input_token_cost if price.cache_read_input_token_cost is not None else inp)
-                    + written * (price.cache_creation_input_token_cost
-                                 if price.cache_creation_input_token_cost is not None else inp)
-                    + completion * price.output_cost_per_token)
-        return prompt * price.input_cost_per_token + completion * price.output_cost_per_token
+        return price.token_cost(usage)
 
     # -- images, audio, moderations, rerank --------------------------------------------------------
     def media_lookup(self, provider: str, names: tuple[str, ...]) -> Price | None:

@@ -52,7 +52,7 @@ class SpendRow:
 
 
 def _strings(value: Any) -> list[str]:
-    return [clean_text(v)[:WIDTH] for v in value if isinstance(v, str)] if isinstance(value, list) else []
+    return [clean_text(v)[:WIDTH] for v in value if isinstance(v, str)] if isinstance(value, (list, tuple)) else []
 
 
 def _fit(value: Any) -> Any:

@@ -19,12 +19,14 @@ from tortoise.functions import Count, Function, Sum
 
 from gateway.context import iter_request_text
 from gateway.core.db.models import Key, SpendDaily, SpendKeyTagDaily, SpendLog, SpendTagDaily, User
+from gateway.core.json_body import parse_json_object
 from gateway.core.keys import token_of
 from gateway.core.management.common import check_query
+from gateway.core.route_groups import SPEND, declare
 from gateway.core.spend.record import estimate_tokens
 from gateway.errors import BadRequestError, PermissionDeniedError
 
-bp = Blueprint("spend", __name__)
+bp = declare(Blueprint("spend", __name__), SPEND)
 bp.before_request(check_query)
 tag_blueprint(bp, ["Spend"])
 MAX_ROWS = 10_000
@@ -323,12 +325,7 @@ async def spend_users() -> Any:
 async def spend_calculate() -> Any:
     """The cost of a call: `{model, messages}` (prompt only, estimated) or `{completion_response}`."""
     raw = await request.get_data(cache=False)
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"Malformed JSON in request body: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("Request body must be a JSON object")
+    body = parse_json_object(raw) if raw else {}
     gw = current_app.gateway
     response = body.get("completion_response")
     model = body.get("model")
@@ -354,8 +351,7 @@ async def spend_calculate() -> Any:
         price = gw.prices.lookup(provider or "openai", name)
         if price is None:
             raise BadRequestError(f"No price known for model={model}", param="model")
-        cost = int(usage.get("prompt_tokens") or 0) * price.input_cost_per_token + \
-            int(usage.get("completion_tokens") or 0) * price.output_cost_per_token
+        cost = price.token_cost(usage)
     return {"cost": cost}
 
 

@@ -293,7 +293,7 @@ class BedrockPeer:
                           f"Credential should be scoped to correct service: '{service}'.")
         if region != self.region:
             raise _Denied(403, "InvalidSignatureException",
-                          f"Credential should be scoped to a valid region. ")
+                          "Credential should be scoped to a valid region. ")
         stamp = headers.get("x-amz-date", "")
         try:
             when = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))

@@ -1,6 +1,7 @@
 """Fixtures: the fake Bedrock runtime on loopback, and an AWS environment of the test's own.
 
 - `bedrock`: `BedrockPeer` (tests/bedrock_peer.py), one per test module, reset before each test.
+- `sagemaker`: `SageMakerPeer` (tests/sagemaker_peer.py), the same way.
 - `aws_env`: every AWS_* variable of the machine removed, the shared config and credentials
   files pointed at empty files in tmp_path, and the EC2 metadata service disabled, so that the
   credential chain sees only what the test gives it (and never a developer's ~/.aws).
@@ -17,14 +18,16 @@ from typing import Iterator
 import pytest
 
 _here = Path(__file__).resolve().parent
-if "bedrock_peer" not in sys.modules:  # importlib mode: load the helper module by path, once
-    spec = importlib.util.spec_from_file_location("bedrock_peer", _here / "bedrock_peer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bedrock_peer"] = module
-    spec.loader.exec_module(module)
+for _name in ("bedrock_peer", "sagemaker_peer"):  # importlib mode: load the helper modules by path, once
+    if _name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(_name, _here / f"{_name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_name] = module
+        spec.loader.exec_module(module)
 
 from bedrock_peer import BedrockPeer  # noqa: E402
+from sagemaker_peer import SageMakerPeer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,20 @@ def bedrock(_peer: BedrockPeer, aws_env: Path) -> Iterator[BedrockPeer]:
     _peer.reset()
     yield _peer
     _peer.reset()
+
+
+@pytest.fixture(scope="module")
+def _sm_peer() -> Iterator[SageMakerPeer]:
+    peer = SageMakerPeer()
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+def sagemaker(_sm_peer: SageMakerPeer, aws_env: Path) -> Iterator[SageMakerPeer]:
+    _sm_peer.reset()
+    yield _sm_peer
+    _sm_peer.reset()
 
 
 @pytest.fixture

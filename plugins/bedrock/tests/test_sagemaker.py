@@ -6,27 +6,18 @@ LiteLLM users write: `model: sagemaker/<endpoint>` (TGI format) and `sagemaker_c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-if "sagemaker_fixtures" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("sagemaker_fixtures", Path(__file__).with_name("sagemaker_fixtures.py"))
-    sys.modules["sagemaker_fixtures"] = _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-
-from bedrock_peer import ACCESS_KEY, SECRET_KEY, SESSION_ACCESS_KEY, SESSION_SECRET, SESSION_TOKEN  # noqa: E402
-from sagemaker_fixtures import _sm_peer, sagemaker  # noqa: E402,F401
-from sagemaker_peer import SmReply, sm_error  # noqa: E402
+from bedrock_peer import ACCESS_KEY, SECRET_KEY, SESSION_ACCESS_KEY, SESSION_SECRET, SESSION_TOKEN
+from sagemaker_peer import SmReply, sm_error
 
 ADMIN = {"Authorization": "Bearer sk-1234"}
 TGI = "jumpstart-dft-hf-llm-falcon-7b-bf16"

@@ -5,24 +5,15 @@ error types), these fail."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 
-if "sagemaker_fixtures" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("sagemaker_fixtures", Path(__file__).with_name("sagemaker_fixtures.py"))
-    sys.modules["sagemaker_fixtures"] = _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-
-from bedrock_peer import ACCESS_KEY, SECRET_KEY, SESSION_ACCESS_KEY, SESSION_SECRET, SESSION_TOKEN  # noqa: E402
-from sagemaker_fixtures import _sm_peer, sagemaker  # noqa: E402,F401
-from sagemaker_peer import SmReply, sm_error  # noqa: E402
+from bedrock_peer import ACCESS_KEY, SECRET_KEY, SESSION_ACCESS_KEY, SESSION_SECRET, SESSION_TOKEN
+from sagemaker_peer import SmReply, sm_error
 
 ENDPOINT = "jumpstart-dft-hf-llm-mistral-7b-instruct"
 _open: list = []

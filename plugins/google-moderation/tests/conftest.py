@@ -20,7 +20,6 @@ import base64
 import datetime
 import ipaddress
 import json
-import secrets
 import socket
 import ssl
 import threading

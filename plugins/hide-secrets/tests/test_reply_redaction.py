@@ -95,7 +95,7 @@ async def run(plugin: HideSecrets, pieces: list[str], chat: bool = True) -> list
     ctx = RequestContext(request_id="t", call_type="acompletion" if chat else "atext_completion",
                          route="/chat/completions", body={}, principal=Principal(), stream=True)
     sent = []
-    for i, piece in enumerate([*pieces, None]):
+    for piece in [*pieces, None]:
         finish = "stop" if piece is None else None
         if chat:
             c = {"choices": [{"index": 0, "delta": {} if piece is None else {"content": piece}, "finish_reason": finish}]}

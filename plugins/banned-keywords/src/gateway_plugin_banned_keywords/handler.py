@@ -11,7 +11,6 @@ client never receives a banned keyword whole, and clean text arrives unchanged. 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 

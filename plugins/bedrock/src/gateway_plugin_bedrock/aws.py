@@ -164,10 +164,6 @@ class Credentials:
     def found(self) -> bool:
         return self._creds is not None
 
-    @property
-    def refreshable(self) -> bool:
-        return self._creds is not None and hasattr(self._creds, "refresh_needed")
-
     def load(self) -> bool:
         """Find the credentials (may read files, call IMDS or STS). False when there are none;
         raises ValueError for a configuration that can never work (an unknown profile)."""

@@ -25,7 +25,7 @@ import asyncio
 import base64
 import json
 import logging
-from typing import Any, Awaitable, Iterable
+from typing import Any, Awaitable, Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -149,7 +149,7 @@ class LLMGuard(Plugin):
             permissions = ctx.principal.permissions if ctx.principal is not None else {}
         else:
             permissions = ctx.metadata.get("permissions") if isinstance(ctx.metadata, dict) else None
-        on = isinstance(permissions, dict) and permissions.get("enable_llm_guard_check") in _ON_VALUES
+        on = isinstance(permissions, Mapping) and permissions.get("enable_llm_guard_check") in _ON_VALUES
         if not on:
             log.debug("LLM Guard check skipped (llm_guard_mode=%s, request %s)", mode, ctx.request_id)
         return on

@@ -1,8 +1,9 @@
 """Refuse what is too big, with the LiteLLM proxy's messages, and raise an alert for each refusal.
 
-Requests are measured from `content-length`, or, without one, from the bytes read: the gateway
-never buffers more than the limit plus one byte (`gateway.limit_request_body`). Responses are
-measured as JSON bytes; streams are counted chunk by chunk and cut with an SSE error when over.
+Requests are measured by the core, first thing for every request (`gateway.limit_request_body`):
+from `content-length`, or, without one, from the bytes read, never buffering more than the limit
+plus one byte; this plugin says how a refusal reads and raises its alert. Responses are measured
+as JSON bytes; streams are counted chunk by chunk and cut with an SSE error when over.
 """
 
 from __future__ import annotations
@@ -35,47 +36,16 @@ class SizeLimits(Plugin):
     def __init__(self, config: SizeLimitsConfig, gateway: Any) -> None:
         super().__init__(config, gateway)
         if config.request_bytes is not None:
-            gateway.limit_request_body(config.request_bytes)
+            gateway.limit_request_body(config.request_bytes, refuse=self._refuse_request)
+
+    def _refuse_request(self, size: int, path: str, request_id: str) -> BadRequestError:
+        return self._refuse(too_large("Request", size, self.config.max_request_size_mb), request_id, path)
 
     def _refuse(self, err: BadRequestError, request_id: str | None, path: str) -> BadRequestError:
         log.warning("refused on %s: %s", path, err.message)
         self.gateway.alert(AlertEvent(kind="size_limit", message=err.message, request_id=request_id,
                                       details={"route": path}))
         return err
-
-    @hookimpl
-    def routes(self, gateway: Any) -> list[Any]:
-        from quart import Blueprint, g, request
-
-        bp = Blueprint("size_limits", __name__)
-        limit = self.config.request_bytes
-        if limit is None:
-            return [bp]
-        limit_mb = self.config.max_request_size_mb
-
-        @bp.before_app_request
-        async def check_request_size() -> None:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit():
-                size = int(declared)
-            elif request.method in ("POST", "PUT", "PATCH"):
-                size = len(await request.get_data())  # bounded by the gateway at limit + 1 bytes
-            else:
-                return
-            if size > limit:
-                g.size_limits_body_unread = True
-                raise self._refuse(too_large("Request", size, limit_mb), getattr(g, "request_id", None), request.path)
-
-        @bp.after_app_request
-        async def close_after_unread_body(response: Any) -> Any:
-            # The refused body was never read: the server closes the connection after the reply,
-            # so say so (`Connection: close`), or a client that reuses connections sends its next
-            # call into a closed socket.
-            if getattr(g, "size_limits_body_unread", False):
-                response.headers["Connection"] = "close"
-            return response
-
-        return [bp]
 
     @hookimpl
     async def post_response(self, ctx: Any, response: dict[str, Any]) -> None:

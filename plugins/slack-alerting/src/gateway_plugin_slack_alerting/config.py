@@ -21,9 +21,6 @@ from gateway import PluginConfig
 #: Where the webhook URL comes from unless the config names one.
 ENV_VAR = "SLACK_WEBHOOK_URL"
 
-#: The kinds of alert this gateway raises (other plugins may raise kinds of their own).
-KNOWN_KINDS = ("upstream_failure", "budget_exceeded", "soft_budget_crossed", "size_limit")
-
 #: LiteLLM's `alert_types` names that have an equivalent here. Its other names (`llm_too_slow`,
 #: `daily_reports`, ...) are accepted, so its configs start unchanged, and match no alert.
 LITELLM_ALERT_TYPES = {"llm_exceptions": ("upstream_failure",),

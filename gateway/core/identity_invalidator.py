@@ -1,0 +1,279 @@
+"""Carries "this record changed" to every worker and instance, so that identity.py's cache evicts
+the changed record everywhere before the next request is checked:
+- between workers of one machine, through an append-only invalidation file read from where the
+  last request left off: one `read()` per request, which returns nothing when nothing changed;
+- between machines, through Redis pub/sub when `REDIS_URL` is set.
+The TTL bounds how stale an entry can get if a message were ever missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from gateway.core.redis_guard import RedisGuard, RedisUnavailable
+
+if TYPE_CHECKING:
+    from gateway.core.identity import IdentityCache
+
+log = logging.getLogger("gateway.identity")
+
+CHANNEL = "gateway:invalidate"
+KINDS = ("key", "team", "user", "end_user", "organization", "team_member", "ui_session")
+MAX_BATCH = 500  # invalidations per Redis round trip
+MAX_QUEUED = 10_000  # invalidations waiting for Redis before they collapse into one "drop everything"
+
+
+class Invalidator:
+    """Carries 'this record changed' to every worker and instance.
+
+    Every Redis call goes through the `RedisGuard` (timeouts, breaker). A management change is
+    published before its call returns while Redis answers; the spend writer's changes, and any
+    change while Redis is down, go to a background sender (batched, never waited for). What is
+    skipped while Redis is down is made good when it answers again: the sender asks every instance
+    to drop its whole cache (`*`), and a subscriber that lost its subscription drops its own cache
+    when it subscribes again (either may have missed evictions meanwhile)."""
+
+    def __init__(self, cache: IdentityCache, database_url: str, redis: RedisGuard | None) -> None:
+        self.cache = cache
+        digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+        if database_url.startswith("sqlite://") and ":memory:" not in database_url:
+            db_path = Path(database_url.split("://", 1)[1]).expanduser().resolve()
+            self.path = db_path.with_name(db_path.name + ".invalidations")
+        else:
+            self.path = Path(tempfile.gettempdir()) / f"gateway-{digest}.invalidations"
+        self.redis = redis
+        self._offset = 0
+        self._fd: int | None = None  # the file, open for reading from `_offset`
+        self._inode = 0
+        self._checked = 0.0  # when the path was last checked for a replaced or truncated file
+        self._outbox: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._resync = False  # lines were skipped: every instance must drop its cache once Redis answers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        #: Who wrote a line meant for everyone else (`publish_elsewhere`): this worker skips its own.
+        self.origin = f"{os.getpid()}.{secrets.token_hex(4)}"
+        #: Other news carried the same way, by kind (`cooldown`: a deployment cooled down elsewhere).
+        self.listeners: dict[str, Callable[[str], None]] = {}
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch(exist_ok=True)
+        self._open()
+        if self.redis is not None:
+            pubsub = await self._subscribe(first=True)  # bounded by the guard's timeout
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._listen(pubsub)), loop.create_task(self._send())]
+
+    async def _subscribe(self, first: bool = False) -> Any:
+        """A pub/sub subscription to the channel, or None while Redis is unavailable."""
+        assert self.redis is not None
+        pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self.redis.call("subscription to cache invalidations", lambda: pubsub.subscribe(CHANNEL))
+        except RedisUnavailable:
+            await _quietly(pubsub.aclose())
+            return None
+        if not first:
+            self.cache.clear()  # evictions published while we were not subscribed are lost: drop everything
+        return pubsub
+
+    async def _listen(self, pubsub: Any) -> None:
+        assert self.redis is not None
+        outages = self.redis.outages
+        while not self._closing:
+            if pubsub is None:
+                await asyncio.sleep(1.0 if self.redis.ready() else self.redis.retry_s)
+                if self.redis.ready():
+                    pubsub = await self._subscribe()
+                    outages = self.redis.outages
+                continue
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                await _quietly(pubsub.aclose())
+                raise
+            except Exception as exc:
+                self.redis.failed("subscription to cache invalidations", exc)
+                message = None
+                outages = -1
+            if outages != self.redis.outages:  # an outage since we subscribed: messages may be lost
+                await _quietly(pubsub.aclose())
+                pubsub = None
+                continue
+            if message and message.get("type") == "message":
+                self._apply(message["data"].decode())
+
+    async def _send(self) -> None:
+        """Publish what `publish` queued, in order, one round trip per batch; never raises."""
+        assert self.redis is not None
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.redis.retry_s if self._resync else None)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        redis = self.redis
+        assert redis is not None
+        while self._outbox or self._resync:
+            if not redis.ready():
+                redis.skip("cache invalidation", len(self._outbox))
+                self._outbox.clear()
+                self._resync = True
+                return
+            changes = [self._outbox.popleft() for _ in range(min(len(self._outbox), MAX_BATCH))]
+            lines = ["*:", *changes] if self._resync else changes
+
+            async def send() -> None:
+                async with redis.client.pipeline(transaction=False) as pipe:
+                    for line in lines:
+                        pipe.publish(CHANNEL, line)
+                    await pipe.execute()
+
+            try:
+                await redis.call("cache invalidation", send, count=len(changes))
+            except RedisUnavailable:
+                self._resync = True
+                return
+            except Exception as exc:  # Redis answered with an error: nothing to retry
+                log.error("could not publish %d cache invalidation(s) to Redis (%s)", len(lines), type(exc).__name__)
+            self._resync = False
+
+    def _apply(self, line: str) -> None:
+        if line.startswith("@"):  # `@origin kind:ident`: for every worker but the one that wrote it
+            origin, _, line = line[1:].partition(" ")
+            if origin == self.origin:
+                return
+        kind, _, ident = line.partition(":")
+        if kind == "*":
+            self.cache.clear()
+        elif kind in KINDS:
+            self.cache.evict(kind, ident)
+        elif kind in self.listeners:
+            self.listeners[kind](ident)
+
+    def _open(self) -> None:
+        """(Re)open the file at its end: what was written before is in no cache yet."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(self._fd)
+        self._inode, self._offset = st.st_ino, st.st_size
+
+    def poll(self) -> None:
+        """Apply changes other workers wrote since the last call: one read() that returns nothing
+        when nothing changed (cheaper than a stat()). Once a second the path is checked: a file
+        removed or truncated by hand drops every cached record and is reopened."""
+        if self._fd is None:
+            return
+        now = time.monotonic()
+        if now - self._checked > 1.0:
+            self._checked = now
+            try:
+                st = os.stat(self.path)
+                replaced = st.st_ino != self._inode or st.st_size < self._offset
+            except FileNotFoundError:
+                replaced = True
+            if replaced:
+                self.cache.clear()
+                self.path.touch(exist_ok=True)
+                self._open()
+                return
+        data = os.pread(self._fd, 1 << 16, self._offset)
+        if not data:
+            return
+        end = data.rfind(b"\n") + 1  # whole lines only; a line being written is read next time
+        self._offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            self._apply(line)
+
+    async def publish(self, kind: str, ident: str, wait: bool = True) -> None:
+        """Evict here, tell this machine's other workers, then the other instances: before returning
+        while Redis answers (`wait`, so that a management change is everywhere when its call returns),
+        else through the background sender (never waits)."""
+        line = f"{kind}:{ident}"
+        self._apply(line)
+        with open(self.path, "ab") as f:  # our own line comes back through poll(): harmless
+            f.write((line + "\n").encode())
+        if self.redis is None:
+            return
+        redis = self.redis
+        if wait and redis.ready():
+            try:
+                await redis.call("cache invalidation", lambda: redis.client.publish(CHANNEL, line))
+            except RedisUnavailable:
+                self._resync = True  # the sender asks everyone to drop their cache once Redis is back
+                self._wake.set()
+            except Exception as exc:  # Redis answered with an error: nothing to retry
+                log.error("could not publish a cache invalidation to Redis (%s)", type(exc).__name__)
+        else:
+            self._queue(line)
+
+    def publish_elsewhere(self, changes: list[tuple[str, str]]) -> None:
+        """Tell the other workers and instances that these records changed, but not this worker:
+        the spend writer's news, whose amounts this worker's cached records already hold
+        (`spend_logs` adds each call's cost to them when it ends); evicting them here would reload
+        every active key after every flush. One write to the file; Redis through the background
+        sender (never waits)."""
+        lines = [f"@{self.origin} {kind}:{ident}" for kind, ident in changes]
+        if not lines:
+            return
+        with open(self.path, "ab") as f:
+            f.write(("\n".join(lines) + "\n").encode())
+        if self.redis is not None:
+            for line in lines:
+                self._queue(line)
+
+    def _queue(self, line: str) -> None:
+        """For the background sender (Redis)."""
+        assert self.redis is not None
+        if len(self._outbox) >= MAX_QUEUED:  # the sender is far behind: one "drop everything" instead
+            self.redis.skip("cache invalidation", len(self._outbox))
+            self._outbox.clear()
+            self._resync = True
+        self._outbox.append(line)
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop listening; send what is still queued (one bounded try), then close the client."""
+        # Cancel, and cancel again: on Python 3.11 a cancellation that lands as a Redis call's own
+        # timeout fires is taken for that timeout, and a loop would go on; `_closing` ends them too.
+        self._closing = True
+        self._wake.set()
+        pending = set(self._tasks)
+        for _ in range(5):
+            for task in pending:
+                task.cancel()
+            if not pending:
+                break
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning("cache invalidation: %d task(s) did not stop within 5 s", len(pending))
+        if self.redis is not None:
+            if self._outbox:
+                await _quietly(self._flush())
+            await _quietly(self.redis.close())
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+async def _quietly(awaitable: Awaitable[Any], timeout_s: float = 5.0) -> None:
+    """Clean-up that must neither raise nor hang (closing a connection to a Redis that is away)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await awaitable
+    except Exception:
+        pass

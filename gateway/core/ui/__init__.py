@@ -1,0 +1,1 @@
+"""The admin UI (`/ui`): its routes, its sessions and its static pages."""
