@@ -24,6 +24,7 @@ from gateway.core.db import Database, Timeouts
 from gateway.core.identity import Directory, IdentityCache, Invalidator
 from gateway.core.cache import ResponseCache
 from gateway.core.redis_guard import RedisGuard
+from gateway.errors import GatewayError
 from gateway.core.call import admit, begin, check_body_size, check_declared_size, stamp
 from gateway.core.dispatch import Dispatcher
 from gateway.core.guardrails import Selection
@@ -214,7 +215,11 @@ def create_app(settings: Settings) -> Quart:
             check_body_size(gw, call, len(await request.get_data()), read=True)  # at most the limit + 1
         if request.method == "OPTIONS" or request.routing_exception is not None:
             return  # a preflight, or no such route (answered 404/405 without a key)
-        await admit(gw, call)
+        try:
+            await admit(gw, call)
+        except GatewayError as refused:
+            await _settle_unread_body(refused)
+            raise
         g.principal = call.principal
 
     @app.after_request
@@ -250,6 +255,26 @@ def create_app(settings: Settings) -> Quart:
         await gw.db.close()
 
     return app
+
+
+#: A refused request's body up to this size is read (and dropped) so its connection can serve the
+#: next request; a larger one is not read, and the reply says the connection closes.
+UNREAD_BODY_DRAIN_BYTES = 64 * 1024
+
+
+async def _settle_unread_body(refused: GatewayError) -> None:
+    """A request refused before its body was read (401, 403): hypercorn closes a keep-alive
+    connection whose request body was not all received when the reply ended, without saying so,
+    and the client's next request on it then fails. Small bodies are read; larger ones get
+    `Connection: close` on the reply, so the client opens a new connection."""
+    declared = request.headers.get("content-length")
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    if not chunked and (declared is None or declared == "0"):
+        return
+    if not chunked and declared.isdigit() and int(declared) <= UNREAD_BODY_DRAIN_BYTES:
+        await request.get_data(cache=False)
+        return
+    refused.headers = {**refused.headers, "Connection": "close"}
 
 
 async def _start(gw: Gateway, host: PluginHost) -> None:
