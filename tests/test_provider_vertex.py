@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from gateway.core.providers import vertex
@@ -262,7 +261,13 @@ def test_a_token_near_its_expiry_is_refreshed_in_the_background(api, creds_file,
         deadline = time.monotonic() + 5
         while len(api.token_requests) == fetched and time.monotonic() < deadline:
             time.sleep(0.02)
-        c.chat.completions.create(**hi())
+        # The token endpoint was asked; the gateway stores its answer a moment later (on a busy
+        # machine, after the next call may already have left): the calls after it send the new one.
+        while True:
+            c.chat.completions.create(**hi())
+            if api.last.headers["authorization"] != first or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert api.last.headers["authorization"] != first
 
 
@@ -397,6 +402,9 @@ def test_missing_project_or_bad_credentials_stop_start_up(api, tmp_path, creds_f
 
 
 # -- the fake against the official SDK ------------------------------------------------------------------
+# About one run in six, a socket transport of an event loop this test does not own (no allocation
+# traceback reaches it) is collected unclosed while the google-genai SDK runs: not what this test checks.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_fake_speaks_the_protocol_the_google_genai_sdk_speaks_in_vertex_mode(api, monkeypatch):
     from google import genai
     from google.genai import errors, types
@@ -435,6 +443,8 @@ def test_the_fake_speaks_the_protocol_the_google_genai_sdk_speaks_in_vertex_mode
     r = httpx.post(f"{api.url}/v1/projects/{PROJECT}/locations/us-central1/publishers/google/models/g:generateContent",
                    json={"contents": [{"role": "user", "parts": [{"text": "x"}]}]})
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+    sdk.close()
+    other.close()
 
 
 def test_the_fake_speaks_the_protocol_the_anthropic_vertex_sdk_speaks(api, monkeypatch):
