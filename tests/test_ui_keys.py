@@ -119,13 +119,13 @@ def test_a_page_that_loads_slowly_does_not_replace_the_one_the_user_moved_to(ui_
     page.get_by_label("Key").fill("sk-1234")
     page.get_by_role("button", name="Log in", exact=True).click()  # lands on the keys page...
     page.get_by_role("button", name="Log out").wait_for()
-    page.goto(ui_gw.url + "/ui/#/models")  # ...but the user moves on before it has loaded
-    page.locator('[data-page="models"].page').wait_for()
-    for _ in range(100):  # the held request reaches this thread when Playwright next dispatches events
+    for _ in range(200):  # the held request reaches this thread when Playwright next dispatches events
         if held:
             break
         page.wait_for_timeout(50)
-    assert len(held) == 1, browser_requests
+    assert len(held) == 1, browser_requests  # the keys page is loading...
+    page.goto(ui_gw.url + "/ui/#/models")  # ...but the user moves on before it has loaded
+    page.locator('[data-page="models"].page').wait_for()
     held[0].continue_()
     page.wait_for_timeout(1000)
     expect(page.locator('[data-page="keys"].page')).to_have_count(0)
