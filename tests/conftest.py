@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-pytest_plugins = ["tests.ui_kit"]  # the admin UI tests' fixtures (ui_gw, session_client)
+pytest_plugins = ["tests.ui_kit", "tests.peers.stalling_proxy"]  # the admin UI fixtures; proxy_to
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("GATEWAY_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 # Reduced motion: pages that honour it scroll at once, so screenshots never catch an animation.

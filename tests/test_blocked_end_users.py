@@ -316,3 +316,45 @@ def test_block_on_one_instance_refuses_on_the_other_at_once(two_instances, capsy
               f"max {max(to_refusal):.1f} ms over {rounds} rounds; /customer/unblock on A -> served on B: "
               f"median {statistics.median(to_service):.1f} ms")
     assert max(to_refusal) < 1000
+
+
+def test_a_change_returns_once_an_instance_with_a_slow_redis_link_applied_it(tmp_path, database_url, redis_url,
+                                                                             proxy_to, caplog):
+    """B hears Redis 50 ms late (every chunk, either way). `/customer/block` on A returns only once
+    B has applied it, so B refuses the very request sent when A answered; before each instance
+    confirmed what it applied, A answered first and B served the blocked end user."""
+    url = database_url()
+    if not url.startswith("postgres"):
+        pytest.skip("two instances share a PostgreSQL database: set GATEWAY_TEST_DATABASE_URL")
+    redis_db = redis_url.rsplit("/", 1)[1]
+    slow = proxy_to("127.0.0.1", 6379)
+    slow.delay_s = 0.05
+    instances = []
+    for name, redis in (("a", redis_url), ("b", f"redis://127.0.0.1:{slow.port}/{redis_db}")):
+        tmp = tmp_path / f"tmp-{name}"
+        tmp.mkdir()
+        instances.append(Instance(tmp_path, name, {"DATABASE_URL": url, "REDIS_URL": redis, "TMPDIR": str(tmp)}))
+    a, b = instances
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        with httpx.Client(base_url=a.url, headers=ADMIN, timeout=10) as on_a, \
+                httpx.Client(base_url=b.url, headers=ADMIN, timeout=10) as on_b:
+            def chat_b(user: str) -> httpx.Response:
+                return on_b.post("/v1/chat/completions", json={"model": "m", "messages": HI, "user": user})
+
+            for user in ("slow-1", "slow-2"):
+                ok(chat_b(user))  # cached on B as unknown
+                started = time.perf_counter()
+                ok(on_a.post("/customer/block", json={"user_ids": [user]}))
+                waited = time.perf_counter() - started
+                assert chat_b(user).json() == blocked(user)
+                # B's confirmation took its time (and a new connection's handshake the first time), but
+                # arrived before A's Redis timeout (1 s): A did not give up on it.
+                assert 0.1 <= waited < 1.0, f"A answered after {waited:.2f} s"
+                ok(on_a.post("/customer/unblock", json={"user_ids": [user]}))
+                ok(chat_b(user))
+    finally:
+        for instance in instances:
+            instance.stop()
+    assert "did not confirm" not in a.log_path.read_text()

@@ -20,107 +20,6 @@ CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 FAST_DB = {"database_query_timeout_s": 1, "database_connection_timeout": 1}
 
 
-class StallingProxy:
-    """A TCP proxy on 127.0.0.1 in its own thread, in front of a real server.
-
-    `stall()`: connections are still accepted, but nothing more is relayed either way (a server
-    that hangs, or a network that black-holes); `resume()` relays again. `cut()`: every connection
-    is reset and new ones are refused at once; `restore()` undoes it."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="stalling-proxy", daemon=True)
-        self.thread.start()
-        self.relaying = self._call(self._event())
-        self.refusing = False
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server = self._call(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    @staticmethod
-    async def _event() -> asyncio.Event:
-        event = asyncio.Event()
-        event.set()
-        return event
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self.relaying.wait()
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.transport.abort()
-            return
-        self.writers.add(writer)
-        await self.relaying.wait()
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.writers.add(up_writer)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    def stall(self) -> None:
-        self.loop.call_soon_threadsafe(self.relaying.clear)
-
-    def resume(self) -> None:
-        self.loop.call_soon_threadsafe(self.relaying.set)
-
-    def cut(self) -> None:
-        async def cut() -> None:
-            self.refusing = True
-            for w in list(self.writers):
-                w.transport.abort()
-            self.writers.clear()
-
-        self._call(cut())
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    def close(self) -> None:
-        async def close() -> None:
-            self.server.close()
-            for w in list(self.writers):
-                w.transport.abort()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self._call(close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@pytest.fixture
-def proxy_to():
-    """Factory of `StallingProxy`s, closed at the end (ask for it before `gateway_server`, so that
-    gateways stop while their database is still reachable)."""
-    proxies: list[StallingProxy] = []
-
-    def make(host: str, port: int) -> StallingProxy:
-        proxies.append(StallingProxy(host, port))
-        return proxies[-1]
-
-    yield make
-    for p in proxies:
-        p.close()
-
-
 def model_list(upstream: Any) -> list[dict[str, Any]]:
     return [{"model_name": "gpt-test",
              "litellm_params": {"model": "openai/upstream-model", "api_base": upstream.url, "api_key": "sk-upstream",
@@ -224,24 +123,44 @@ def warnings(caplog: Any) -> list[str]:
 
 
 class Subscriber:
-    """A direct subscriber to the invalidation channel (another instance, as Redis sees it)."""
+    """A direct subscriber to the invalidation channel: another instance, as Redis sees it. Like an
+    instance, it confirms the changes whose publisher waits for that, from a thread of its own."""
 
     def __init__(self) -> None:
         import redis
 
-        self.pubsub = redis.Redis(host="127.0.0.1", port=6379).pubsub(ignore_subscribe_messages=True)
+        self.client = redis.Redis(host="127.0.0.1", port=6379)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe("gateway:invalidate")
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="subscriber", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self.pubsub.get_message(timeout=0.1)
+            if not message:
+                continue
+            data = message["data"]
+            if data.startswith(b"!"):  # `!origin/n kind:ident`: confirm to its publisher
+                token, _, data = data[1:].partition(b" ")
+                self.client.publish(b"gateway:invalidate:confirm:" + token.rpartition(b"/")[0], token)
+            self.received.append(data)
 
     def wait_for(self, data: bytes, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            message = self.pubsub.get_message(timeout=0.2)
-            if message and message["data"] == data:
+            if data in self.received:
                 return True
+            time.sleep(0.05)
         return False
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
         self.pubsub.close()
+        self.client.close()
 
 
 @pytest.mark.db

@@ -2,7 +2,9 @@
 the changed record everywhere before the next request is checked:
 - between workers of one machine, through an append-only invalidation file read from where the
   last request left off: one `read()` per request, which returns nothing when nothing changed;
-- between machines, through Redis pub/sub when `REDIS_URL` is set.
+- between machines, through Redis pub/sub when `REDIS_URL` is set. A management change waits until
+  every subscribed worker has confirmed it applied the eviction (Redis says how many received it),
+  so that the next request anywhere, even one sent the moment the change returned, sees it.
 The TTL bounds how stale an entry can get if a message were ever missed.
 """
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.identity")
 
 CHANNEL = "gateway:invalidate"
+CONFIRMATIONS = "gateway:invalidate:confirm:"  # + the publishing worker's origin: "applied" replies
 KINDS = ("key", "team", "user", "end_user", "organization", "team_member", "ui_session")
 MAX_BATCH = 500  # invalidations per Redis round trip
 MAX_QUEUED = 10_000  # invalidations waiting for Redis before they collapse into one "drop everything"
@@ -37,7 +40,10 @@ class Invalidator:
 
     Every Redis call goes through the `RedisGuard` (timeouts, breaker). A management change is
     published before its call returns while Redis answers; the spend writer's changes, and any
-    change while Redis is down, go to a background sender (batched, never waited for). What is
+    change while Redis is down, go to a background sender (batched, never waited for). A waited
+    change goes out as `!origin/n kind:ident`: every worker that receives it evicts, then publishes
+    `origin/n` on the publisher's confirmation channel; the publisher returns once as many workers
+    confirmed as Redis delivered to, or after the Redis timeout with a warning. What is
     skipped while Redis is down is made good when it answers again: the sender asks every instance
     to drop its whole cache (`*`), and a subscriber that lost its subscription drops its own cache
     when it subscribes again (either may have missed evictions meanwhile)."""
@@ -64,6 +70,10 @@ class Invalidator:
         self.origin = f"{os.getpid()}.{secrets.token_hex(4)}"
         #: Other news carried the same way, by kind (`cooldown`: a deployment cooled down elsewhere).
         self.listeners: dict[str, Callable[[str], None]] = {}
+        self.confirmations = CONFIRMATIONS + self.origin
+        self._sent = 0  # waited changes published: numbers their confirmations
+        self._unconfirmed: dict[str, _Confirmations] = {}
+        self._confirming: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +89,7 @@ class Invalidator:
         assert self.redis is not None
         pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
         try:
-            await self.redis.call("subscription to cache invalidations", lambda: pubsub.subscribe(CHANNEL))
+            await self.redis.call("subscription to cache invalidations", lambda: pubsub.subscribe(CHANNEL, self.confirmations))
         except RedisUnavailable:
             await _quietly(pubsub.aclose())
             return None
@@ -111,7 +121,10 @@ class Invalidator:
                 pubsub = None
                 continue
             if message and message.get("type") == "message":
-                self._apply(message["data"].decode())
+                if message["channel"] == self.confirmations.encode():
+                    self._confirmed(message["data"].decode())
+                else:
+                    self._apply(message["data"].decode())
 
     async def _send(self) -> None:
         """Publish what `publish` queued, in order, one round trip per batch; never raises."""
@@ -152,6 +165,15 @@ class Invalidator:
             self._resync = False
 
     def _apply(self, line: str) -> None:
+        if line.startswith("!"):  # `!origin/n kind:ident`: its publisher waits for our confirmation
+            token, _, line = line[1:].partition(" ")
+            origin = token.rpartition("/")[0]
+            if origin == self.origin:  # our own: applied when published
+                self._confirmed(token)
+                return
+            self._apply(line)
+            self._confirm(origin, token)
+            return
         if line.startswith("@"):  # `@origin kind:ident`: for every worker but the one that wrote it
             origin, _, line = line[1:].partition(" ")
             if origin == self.origin:
@@ -211,15 +233,57 @@ class Invalidator:
             return
         redis = self.redis
         if wait and redis.ready():
-            try:
-                await redis.call("cache invalidation", lambda: redis.client.publish(CHANNEL, line))
-            except RedisUnavailable:
-                self._resync = True  # the sender asks everyone to drop their cache once Redis is back
-                self._wake.set()
-            except Exception as exc:  # Redis answered with an error: nothing to retry
-                log.error("could not publish a cache invalidation to Redis (%s)", type(exc).__name__)
+            await self._publish_confirmed(kind, line)
         else:
             self._queue(line)
+
+    async def _publish_confirmed(self, kind: str, line: str) -> None:
+        """Publish, then wait until every worker Redis delivered it to has applied it (bounded by
+        the Redis timeout: a worker that does not confirm in time is reported, not waited for)."""
+        redis = self.redis
+        assert redis is not None
+        self._sent += 1
+        token = f"{self.origin}/{self._sent}"
+        pending = self._unconfirmed[token] = _Confirmations()
+        try:
+            receivers = await redis.call("cache invalidation", lambda: redis.client.publish(CHANNEL, f"!{token} {line}"))
+            pending.expect(int(receivers))
+            try:
+                async with asyncio.timeout(redis.timeout_s):
+                    await pending.done.wait()
+            except TimeoutError:
+                log.warning("cache invalidation: %d of %d worker(s) did not confirm a %s change within %.1f s; "
+                            "they apply it when it reaches them", pending.expected - pending.received,
+                            pending.expected, kind, redis.timeout_s)
+        except RedisUnavailable:
+            self._resync = True  # the sender asks everyone to drop their cache once Redis is back
+            self._wake.set()
+        except Exception as exc:  # Redis answered with an error: nothing to retry
+            log.error("could not publish a cache invalidation to Redis (%s)", type(exc).__name__)
+        finally:
+            del self._unconfirmed[token]
+
+    def _confirmed(self, token: str) -> None:
+        pending = self._unconfirmed.get(token)
+        if pending is not None:
+            pending.add()
+
+    def _confirm(self, origin: str, token: str) -> None:
+        """Tell the publisher of a waited change that this worker applied it (in the background)."""
+        redis = self.redis
+        if redis is None or self._closing:
+            return
+
+        async def send() -> None:
+            try:
+                await redis.call("cache invalidation confirmation",
+                                 lambda: redis.client.publish(CONFIRMATIONS + origin, token))
+            except Exception:  # Redis away: the publisher stops waiting at its timeout and says so
+                pass
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
 
     def publish_elsewhere(self, changes: list[tuple[str, str]]) -> None:
         """Tell the other workers and instances that these records changed, but not this worker:
@@ -252,7 +316,7 @@ class Invalidator:
         # timeout fires is taken for that timeout, and a loop would go on; `_closing` ends them too.
         self._closing = True
         self._wake.set()
-        pending = set(self._tasks)
+        pending = set(self._tasks) | self._confirming
         for _ in range(5):
             for task in pending:
                 task.cancel()
@@ -268,6 +332,29 @@ class Invalidator:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _Confirmations:
+    """How many workers confirmed a waited change, against how many Redis delivered it to."""
+
+    __slots__ = ("expected", "received", "done")
+
+    def __init__(self) -> None:
+        self.expected = -1  # unknown until PUBLISH answers (a confirmation may arrive first)
+        self.received = 0
+        self.done = asyncio.Event()
+
+    def expect(self, receivers: int) -> None:
+        self.expected = receivers
+        self._check()
+
+    def add(self) -> None:
+        self.received += 1
+        self._check()
+
+    def _check(self) -> None:
+        if 0 <= self.expected <= self.received:
+            self.done.set()
 
 
 async def _quietly(awaitable: Awaitable[Any], timeout_s: float = 5.0) -> None:
