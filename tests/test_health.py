@@ -310,71 +310,7 @@ def test_redis_service(gateway_server, fake_upstream, redis_url):
 # -- liveness with the database down ----------------------------------------------------------------
 
 
-class CuttableProxy:
-    """A TCP proxy on 127.0.0.1 in front of the database; `cut()` resets every connection and
-    refuses new ones: the database is gone, as far as the gateway can tell."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target, self.refusing, self.writers = (host, port), False, set()
-        self.thread = LoopThread("cuttable-proxy")
-        self.server = self.thread.run(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _pipe(self, reader: Any, writer: Any) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _serve(self, reader: Any, writer: Any) -> None:
-        if self.refusing:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        async def cut() -> None:
-            self.refusing = True
-            for w in list(self.writers):
-                w.transport.abort()
-
-        self.thread.run(cut())
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    def close(self) -> None:
-        async def close() -> None:
-            self.server.close()
-            for w in list(self.writers):
-                w.transport.abort()
-
-        self.thread.run(close())
-        self.thread.close()
-
-
-@pytest.fixture
-def cuttable():
-    """Factory of `CuttableProxy`s, closed last (ask for it before `gateway_server`, so that
-    gateways stop while their database is reachable again)."""
-    made: list[CuttableProxy] = []
-
-    def make(host: str, port: int) -> CuttableProxy:
-        made.append(CuttableProxy(host, port))
-        return made[-1]
-
-    yield make
-    for p in made:
-        p.close()
-
-
-def test_liveness_answers_while_the_database_is_down(cuttable, gateway_server, fake_upstream, database_url):
+def test_liveness_answers_while_the_database_is_down(proxy_to, gateway_server, fake_upstream, database_url):
     url = database_url()
     cfg = {"model_list": [dep("m", fake_upstream.url)],
            "general_settings": {"database_query_timeout_s": 1, "database_connection_timeout": 1}}
@@ -388,7 +324,7 @@ def test_liveness_answers_while_the_database_is_down(cuttable, gateway_server, f
         proxy = None
     else:
         parts = urlsplit(url)
-        proxy = cuttable(parts.hostname or "127.0.0.1", parts.port or 5432)
+        proxy = proxy_to(parts.hostname or "127.0.0.1", parts.port or 5432)
         gw = gateway_server(cfg, env={"DATABASE_URL": parts._replace(
             netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()})
         assert get(gw, "/health/readiness", headers={}).json()["db"] == "connected"
