@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from pathlib import Path
@@ -123,14 +124,32 @@ async def test_workers_see_each_others_changes_through_the_file(tmp_path):
         assert caches[1].peek("key", "a") == "row"
         workers[1].poll()
         assert caches[1].peek("key", "a") is None and caches[1].peek("key", "b") == "row"
-        with open(workers[0].path, "ab") as f:  # a line still being written is not applied half
-            f.write(b"key:")
+        workers[0].file.append(b"key:")  # a line still being written is not applied half
         workers[1].poll()
-        with open(workers[0].path, "ab") as f:
-            f.write(b"b\n")
+        workers[0].file.append(b"b\n")
         assert caches[1].peek("key", "b") == "row"
         workers[1].poll()
         assert caches[1].peek("key", "b") is None
+
+
+async def test_a_worker_reads_the_file_only_when_another_wrote_to_it(tmp_path, monkeypatch):
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def counted(fd: int, size: int, offset: int) -> bytes:
+        reads.append(offset)
+        return real_pread(fd, size, offset)
+
+    async with two_workers(tmp_path) as (caches, workers):
+        workers[1].poll()  # the first look of the second
+        monkeypatch.setattr(os, "pread", counted)
+        for _ in range(100):
+            workers[1].poll()
+        assert reads == []  # nothing written: no read at all
+        await workers[0].publish("key", "a")
+        workers[1].poll()
+        workers[1].poll()
+        assert len(reads) == 1 and caches[1].peek("key", "a") is None
 
 
 async def test_a_file_removed_by_hand_drops_the_cache_and_is_followed_again(tmp_path):
@@ -141,7 +160,7 @@ async def test_a_file_removed_by_hand_drops_the_cache_and_is_followed_again(tmp_
     try:
         await cached(cache, "a")
         worker.path.unlink()
-        worker._checked = 0.0  # as if a second had passed since the last check
+        worker.file._checked = 0.0  # as if a second had passed since the last check
         worker.poll()
         assert cache.peek("key", "a") is None  # changes may have been missed: everything goes
         await cached(cache, "a")

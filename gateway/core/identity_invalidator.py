@@ -1,7 +1,7 @@
 """Carries "this record changed" to every worker and instance, so that identity.py's cache evicts
 the changed record everywhere before the next request is checked:
-- between workers of one machine, through an append-only invalidation file read from where the
-  last request left off: one `read()` per request, which returns nothing when nothing changed;
+- between workers of one machine, through an append-only file each request reads from where the
+  last one left off, when it grew (invalidation_file.py);
 - between machines, through Redis pub/sub when `REDIS_URL` is set. A management change waits until
   every subscribed worker has confirmed it applied the eviction (Redis says how many received it),
   so that the next request anywhere, even one sent the moment the change returned, sees it.
@@ -16,11 +16,11 @@ import logging
 import os
 import secrets
 import tempfile
-import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from gateway.core.invalidation_file import InvalidationFile
 from gateway.core.redis_guard import RedisGuard, RedisUnavailable
 
 if TYPE_CHECKING:
@@ -56,11 +56,8 @@ class Invalidator:
             self.path = db_path.with_name(db_path.name + ".invalidations")
         else:
             self.path = Path(tempfile.gettempdir()) / f"gateway-{digest}.invalidations"
+        self.file = InvalidationFile(self.path)
         self.redis = redis
-        self._offset = 0
-        self._fd: int | None = None  # the file, open for reading from `_offset`
-        self._inode = 0
-        self._checked = 0.0  # when the path was last checked for a replaced or truncated file
         self._outbox: deque[str] = deque()
         self._wake = asyncio.Event()
         self._resync = False  # lines were skipped: every instance must drop its cache once Redis answers
@@ -76,9 +73,7 @@ class Invalidator:
         self._confirming: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch(exist_ok=True)
-        self._open()
+        self.file.open()
         if self.redis is not None:
             pubsub = await self._subscribe(first=True)  # bounded by the guard's timeout
             loop = asyncio.get_running_loop()
@@ -186,39 +181,13 @@ class Invalidator:
         elif kind in self.listeners:
             self.listeners[kind](ident)
 
-    def _open(self) -> None:
-        """(Re)open the file at its end: what was written before is in no cache yet."""
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        st = os.fstat(self._fd)
-        self._inode, self._offset = st.st_ino, st.st_size
-
     def poll(self) -> None:
-        """Apply changes other workers wrote since the last call: one read() that returns nothing
-        when nothing changed (cheaper than a stat()). Once a second the path is checked: a file
-        removed or truncated by hand drops every cached record and is reopened."""
-        if self._fd is None:
+        """Apply what this machine's other workers wrote since the last call (see invalidation_file.py)."""
+        lines = self.file.read_new()
+        if lines is InvalidationFile.REPLACED:
+            self.cache.clear()
             return
-        now = time.monotonic()
-        if now - self._checked > 1.0:
-            self._checked = now
-            try:
-                st = os.stat(self.path)
-                replaced = st.st_ino != self._inode or st.st_size < self._offset
-            except FileNotFoundError:
-                replaced = True
-            if replaced:
-                self.cache.clear()
-                self.path.touch(exist_ok=True)
-                self._open()
-                return
-        data = os.pread(self._fd, 1 << 16, self._offset)
-        if not data:
-            return
-        end = data.rfind(b"\n") + 1  # whole lines only; a line being written is read next time
-        self._offset += end
-        for line in data[:end].decode(errors="replace").splitlines():
+        for line in lines:
             self._apply(line)
 
     async def publish(self, kind: str, ident: str, wait: bool = True) -> None:
@@ -227,8 +196,7 @@ class Invalidator:
         else through the background sender (never waits)."""
         line = f"{kind}:{ident}"
         self._apply(line)
-        with open(self.path, "ab") as f:  # our own line comes back through poll(): harmless
-            f.write((line + "\n").encode())
+        self.file.append((line + "\n").encode())  # our own line comes back through poll(): harmless
         if self.redis is None:
             return
         redis = self.redis
@@ -294,8 +262,7 @@ class Invalidator:
         lines = [f"@{self.origin} {kind}:{ident}" for kind, ident in changes]
         if not lines:
             return
-        with open(self.path, "ab") as f:
-            f.write(("\n".join(lines) + "\n").encode())
+        self.file.append(("\n".join(lines) + "\n").encode())
         if self.redis is not None:
             for line in lines:
                 self._queue(line)
@@ -329,9 +296,7 @@ class Invalidator:
             if self._outbox:
                 await _quietly(self._flush())
             await _quietly(self.redis.close())
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.file.close()
 
 
 class _Confirmations:
