@@ -119,6 +119,8 @@ def test_groups_add_up_to_the_other_spend_routes(gateway_server, fake_upstream):
     assert [g["name"] for g in first["groups"]] == ["big-spender", "mid-spender"]
     assert [g["name"] for g in second["groups"]] == ["carol-key"]
     assert (first["total_pages"], second["page"], len(second["top"])) == (2, 2, 3)
+    beyond = daily(gw, page_size=2, page=5)
+    assert (beyond["groups"], beyond["total"], beyond["total_pages"]) == ([], 3, 2)
 
 
 def test_bad_requests_are_named(ui_gw):

@@ -139,8 +139,10 @@ class _Sql:
         return int(rows[0]["n"]) if rows else 0
 
     async def ranked(self, limit: int, offset: int) -> list[dict[str, Any]]:
-        return await self.rows(f"SELECT {self.group} AS grp, SUM(d.total_spend) AS spend, SUM(d.log_count) AS calls "
-                               f"FROM {self.table} WHERE {self.where} GROUP BY {self.group} "
+        """Groups, highest spend first; each row's `n` is how many groups there are in all (one
+        pass over the roll-up rows, not two)."""
+        return await self.rows(f"SELECT {self.group} AS grp, SUM(d.total_spend) AS spend, SUM(d.log_count) AS calls, "
+                               f"COUNT(*) OVER () AS n FROM {self.table} WHERE {self.where} GROUP BY {self.group} "
                                f"ORDER BY spend DESC, grp LIMIT ? OFFSET ?", limit, offset)
 
     async def split(self, ids: list[str]) -> list[dict[str, Any]]:
@@ -190,8 +192,8 @@ async def spend_daily() -> Any:
     grouped = _Sql(source, start, end, scope)
     totals = await _Sql(SOURCES["key"], start, end, scope).per_day()
     group_days = await grouped.per_day() if group_by == "tag" else totals
-    total = await grouped.count()
     page_rows = await grouped.ranked(size, (page - 1) * size)
+    total = int(page_rows[0]["n"]) if page_rows else 0 if page == 1 else await grouped.count()
     top_rows = page_rows[:top_n] if page == 1 and size >= top_n else await grouped.ranked(top_n, 0)
     top_ids = [str(r["grp"] or "") for r in top_rows]
     split: dict[str, dict[str, float]] = {}
