@@ -48,10 +48,10 @@ function niceStep(max, ticks = 4) {
 }
 
 /** The stacked bars: one bar per day, one segment per top group and one for the rest. Drawn at
- *  the width it has (320 to 720 units), so that its text stays readable on a phone. */
+ *  the width it has (320 to 1200 units), so that its text stays the size of the page's small text. */
 function chart(data, series, room) {
   const days = data.days;
-  const width = Math.round(Math.max(320, Math.min(720, room || 720)));
+  const width = Math.round(Math.max(320, Math.min(1200, room || 720)));
   const height = width < 480 ? 220 : 260, left = 64, right = 8, top = 10, bottom = 30;
   const plotW = width - left - right, plotH = height - top - bottom;
   const stack = (d) => series.reduce((sum, s) => sum + s.value(d), 0);
@@ -60,7 +60,7 @@ function chart(data, series, room) {
   const ceiling = highest > 0 ? Math.ceil(highest / step) * step : 1;
   const y = (v) => top + plotH - (v / ceiling) * plotH;
   const slot = plotW / Math.max(1, days.length);
-  const barW = Math.max(1, slot * 0.75);
+  const barW = Math.min(48, Math.max(1, slot * 0.75));
   const labelEvery = Math.max(1, Math.ceil(days.length / Math.max(2, Math.floor(plotW / 56))));
   const title = `Spend per day by ${GROUP_LABEL[data.group_by].toLowerCase()}, ${data.start_date} to ${data.end_date}`;
   const busiest = days.reduce((a, d) => (d.spend > a.spend ? d : a), days[0] || { spend: 0 });
