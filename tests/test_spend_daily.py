@@ -1,7 +1,8 @@
 """`GET /spend/daily`, the Spend page's API: spend per day by key, team, user, tag or model, from the
 daily roll-ups, checked against the other spend routes after real calls; its errors; a non-admin key
 (and an internal user's UI session) sees only its own key; the date range, with older days written
-into the roll-up as the writer would have written them."""
+into the roll-up as the writer would have written them (on an SQLite file of the test's own, so that
+sqlite3 can write them: that test is not run again on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def populate(gw: Any) -> dict[str, str]:
     return keys
 
 
+@pytest.mark.db
 def test_groups_add_up_to_the_other_spend_routes(gateway_server, fake_upstream):
     gw = gateway_server(spend_config(fake_upstream.url))
     populate(gw)
@@ -123,6 +125,7 @@ def test_groups_add_up_to_the_other_spend_routes(gateway_server, fake_upstream):
     assert (beyond["groups"], beyond["total"], beyond["total_pages"]) == ([], 3, 2)
 
 
+@pytest.mark.db
 def test_bad_requests_are_named(ui_gw):
     cases = [
         ({"start_date": "yesterday"}, "start_date must be a date like 2024-06-30; got 'yesterday'"),
@@ -142,6 +145,7 @@ def test_bad_requests_are_named(ui_gw):
     assert len(leap["days"]) == 366 and leap["total"] == 0 and leap["groups"] == [] and leap["top"] == []
 
 
+@pytest.mark.db
 def test_a_non_admin_key_and_an_internal_users_session_see_only_their_own_key(gateway_server, fake_upstream,
                                                                             session_client):
     gw = gateway_server(spend_config(fake_upstream.url))
