@@ -112,9 +112,13 @@ def test_the_spend_page_shows_what_the_spend_api_says(gateway_server, fake_upstr
     alert = page.get_by_test_id("range-error")
     expect(alert).to_have_text("The start date must not be after the end date.")
     expect(page.get_by_label("From", exact=True)).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("To", exact=True).fill("")
+    page.get_by_role("button", name="Show").click()
+    expect(alert).to_have_text("Enter both a start and an end date.")
     page.get_by_label("To", exact=True).fill(today())
     page.get_by_role("button", name="Show").click()
     expect(alert).to_be_hidden()
+    expect(page.get_by_label("From", exact=True)).not_to_have_attribute("aria-invalid", "true")
     expect(page.get_by_test_id("total-spend")).to_contain_text(money(teams["total_spend"]))
 
     # New calls show on Refresh.
