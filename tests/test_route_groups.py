@@ -50,7 +50,7 @@ LISTED: dict[str, set[str]] = {
         "/audit", "/audit/verify", "/plugins", "/dead_letters", "/config/reload"},
     "spend_tracking_routes": {"/spend/logs", "/spend/tags", "/spend/keys", "/spend/users", "/spend/calculate",
                               "/spend/logs/ui", "/global/spend/logs", "/global/spend/keys", "/global/spend/teams",
-                              "/global/spend/tags", "/global/spend/report"},
+                              "/global/spend/tags", "/global/spend/report", "/spend/daily"},
     "model_hub": {"/model_hub", "/public/model_hub"},
 }
 

@@ -356,3 +356,4 @@ async def spend_calculate() -> Any:
 
 
 from gateway.core.spend import reports  # noqa: E402,F401  (its routes hang on `bp`: /global/spend/*, /spend/logs/ui)
+from gateway.core.spend import daily as daily_routes  # noqa: E402,F401  (/spend/daily: the admin UI's Spend page)
