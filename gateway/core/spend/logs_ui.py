@@ -15,7 +15,7 @@ import base64
 import binascii
 import math
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from pydantic import BaseModel, Field
@@ -123,11 +123,18 @@ def decode_cursor(value: str) -> tuple[datetime, int] | None:
 
 
 def _after(query: Any, cursor: tuple[datetime, int] | None, id_column: str) -> Any:
-    """The rows after `cursor` in newest-first order: older, or as old with a smaller id."""
+    """The rows after `cursor` in newest-first order: older, or as old with a smaller id. The
+    query's upper time bound must already be the cursor's (`_until`): with two upper bounds on
+    start_time, SQLite walks the index from the wrong one (100 ms at a million rows, not 1)."""
     if cursor is None:
         return query
     moment, row_id = cursor
-    return query.filter(Q(start_time__lt=moment) | Q(**{f"{id_column}__lt": row_id}), start_time__lte=moment)
+    return query.filter(Q(start_time__lt=moment) | Q(**{f"{id_column}__lt": row_id}))
+
+
+def _until(hi: datetime, cursor: tuple[datetime, int] | None) -> datetime:
+    """The exclusive upper time bound of a page: the range's end, or just after the cursor's time."""
+    return hi if cursor is None else min(hi, cursor[0] + timedelta(microseconds=1))
 
 
 async def _keys() -> list[str]:
@@ -175,15 +182,15 @@ def _reply(rows: list[SpendLog], size: int, **paging: Any) -> Any:
     return current_app.response_class(orjson.dumps(body), content_type="application/json")
 
 
-async def _tagged_page(query: Any, tags: Any, cursor: tuple[datetime, int] | None, size: int,
-                       more_filters: bool) -> tuple[list[SpendLog], str | None]:
+async def _tagged_page(query: Any, tags: Callable[[datetime], Any], hi: datetime, cursor: tuple[datetime, int] | None,
+                       size: int, more_filters: bool) -> tuple[list[SpendLog], str | None]:
     """A page of logs with a tag: tag rows newest first, in growing batches, and the logs among
     them that pass the other filters, until the page is full, the tag has no more rows, or
     MAX_TAG_SCAN tag rows were read (then the cursor goes on from the last one read)."""
     found: list[SpendLog] = []
     batch, scanned = size + 1, 0
     while True:
-        ids = await _after(tags, cursor, "log_id").order_by("-start_time", "-log_id").limit(batch) \
+        ids = await _after(tags(_until(hi, cursor)), cursor, "log_id").order_by("-start_time", "-log_id").limit(batch) \
             .values_list("start_time", "log_id")
         scanned += len(ids)
         if ids:
@@ -211,6 +218,8 @@ async def spend_logs_ui() -> Any:
         raise BadRequestError("start_date must not be after end_date", param="start_date")
     page, size = page_args("page_size", 50)
     keys = await _keys()
+    cursor = decode_cursor(request.args["cursor"]) if "cursor" in request.args else None
+    hi = _until(hi, cursor)
     query = _filtered(lo, hi, keys)
     tag = _text("tag")
     if "cursor" not in request.args:  # LiteLLM's paging: an offset, and every matching row counted
@@ -219,11 +228,11 @@ async def spend_logs_ui() -> Any:
         total = await query.count()
         rows = await query.order_by("-start_time", "-id").offset((page - 1) * size).limit(size)
         return _reply(rows, size, total=total, page=page, total_pages=(total + size - 1) // size)
-    cursor = decode_cursor(request.args["cursor"])
     if tag:
         more = any(request.args.get(a) for a, _ in EXACT) or any(
             request.args.get(a) for a in ("status_filter", "min_spend", "max_spend"))
-        rows, next_cursor = await _tagged_page(query, _tag_rows(tag, lo, hi, keys), cursor, size, more)
+        rows, next_cursor = await _tagged_page(query, lambda upper: _tag_rows(tag, lo, upper, keys), hi, cursor,
+                                               size, more)
     else:
         rows = await _after(query, cursor, "id").order_by("-start_time", "-id").limit(size + 1)
         next_cursor = encode_cursor(rows[size - 1].start_time, rows[size - 1].id) if len(rows) > size else None
