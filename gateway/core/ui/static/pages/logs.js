@@ -120,7 +120,8 @@ function toggleButton(row, index) {
         tr.after(h("tr", { id, class: "log-details-row" }, h("td", { colspan: tr.children.length }, details(row))));
       }
       button.setAttribute("aria-expanded", String(!open));
-      button.textContent = open ? "Details" : "Hide";
+      button.setAttribute("aria-label", `${open ? "Details" : "Hide details"} of ${row.request_id}`);
+      button.textContent = open ? "Details" : "Hide details";
     } }, "Details");
 }
 
@@ -190,11 +191,13 @@ export async function render(view, { session, params }) {
     try {
       const data = await api("GET", "/spend/logs/ui", { query: { ...query(filters), cursor: cursors[page - 1], page_size: SIZE } });
       cursors[page] = data.next_cursor;
-      results.replaceChildren(logsTable(data.data, isAdmin),
+      const partial = data.next_cursor && data.data.length < SIZE;  // a tag with other filters: searched so far
+      results.replaceChildren(...[logsTable(data.data, isAdmin),
+        partial ? h("p", { class: "muted", text: "Only part of the log was searched for this page: Next searches older calls." }) : null,
         h("nav", { class: "pager", "aria-label": "Pages of request logs" },
           h("button", { type: "button", disabled: page <= 1, onclick: () => { page -= 1; load(); } }, "Previous"),
           h("span", { text: `Page ${page}` }),
-          h("button", { type: "button", disabled: !data.next_cursor, onclick: () => { page += 1; load(); } }, "Next")));
+          h("button", { type: "button", disabled: !data.next_cursor, onclick: () => { page += 1; load(); } }, "Next"))].filter(Boolean));
     } catch (error) {
       results.replaceChildren(h("p", { class: "error", role: "alert", text: error.message }));
     }
