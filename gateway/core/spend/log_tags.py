@@ -34,13 +34,17 @@ async def write_log_tags(conn: Any, batch: list[SpendRow]) -> None:
             .using_db(conn).order_by("id").values_list("id", "request_id", "start_time")
         for log_id, request_id, start_time in found:
             ids.setdefault((request_id, start_time.timestamp()), []).append(log_id)
-    rows = []
+    # Inserted as the writer inserts the logs: tortoise's INSERT and value conversion, no model objects.
+    executor = conn.executor_class(model=SpendLogTag, db=conn)
+    fields = [SpendLogTag._meta.fields_map[name] for name in executor.regular_columns]
+    values = []
     for r in tagged:
         same = ids.get((r.request_id, r.start_time.timestamp()))
         if not same:
             continue
         log_id = same.pop(0)  # two rows of one request id at one moment: one id each, in order
-        rows += [SpendLogTag(log_id=log_id, tag=tag, start_time=r.start_time, api_key=r.api_key)
-                 for tag in r.request_tags]
-    if rows:
-        await SpendLogTag.bulk_create(rows, using_db=conn)
+        for tag in r.request_tags:
+            columns = {"log_id": log_id, "tag": tag, "start_time": r.start_time, "api_key": r.api_key}
+            values.append([f.to_db_value(columns[f.model_field_name], SpendLogTag) for f in fields])
+    if values:
+        await conn.execute_many(executor.insert_query, values)
