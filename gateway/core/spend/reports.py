@@ -1,16 +1,16 @@
-"""`/global/spend/*` and `/spend/logs/ui`: LiteLLM's spend reports, in its response shapes.
+"""`/global/spend/*`: LiteLLM's spend reports, in its response shapes.
 
 Totals come from the writer's daily roll-ups where they hold what is asked (`spend_daily` per key,
 `spend_tag_daily` and `spend_key_tag_daily` per tag); breakdowns they do not hold (team, customer,
 tokens) are grouped by the database over the date range of `spend_logs`. A non-admin key sees only
-its own calls, whatever it asks for. The routes hang on `routes.bp` (imported there).
+its own calls, whatever it asks for. The routes hang on `routes.bp` (imported there);
+`/spend/logs/ui` is in `logs_ui`.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -22,13 +22,11 @@ from tortoise.functions import Sum
 
 from gateway.core.db.models import Key, SpendDaily, SpendKeyTagDaily, SpendLog, SpendTagDaily, Team
 from gateway.core.keys import token_of
-from gateway.core.management.common import page_args
-from gateway.core.spend.routes import DATE, MAX_ROWS, Day, UtcDay, bp, day_bounds, own_scope, parse_day, row_out
+from gateway.core.spend.routes import DATE, MAX_ROWS, Day, UtcDay, bp, day_bounds, own_scope, parse_day
 from gateway.errors import BadRequestError
 
 LAST_DAYS = 30  # LiteLLM's views (`MonthlyGlobalSpend`, `Last30dKeysBySpend`) cover the last 30 days
 GROUPS = ("team", "customer", "api_key", "key", "tag")
-MOMENT = "A UTC time, `2024-06-30 13:45:00` (LiteLLM's form), ISO 8601, or a day"
 
 
 class RangeQuery(BaseModel):
@@ -97,30 +95,6 @@ class ReportQuery(BaseModel):
 class Report(RootModel[list[dict[str, Any]]]):
     """`[{group_by_day, teams|customers|tags: [...]}]`, or per key `[{api_key, total_cost, ...,
     model_details}]`."""
-
-
-class LogsUiQuery(BaseModel):
-    start_date: str = Field(description=MOMENT)
-    end_date: str = Field(description=MOMENT + " (a day: to its end)")
-    page: int | None = Field(1, ge=1)
-    page_size: int | None = Field(50, ge=1, le=1000)
-    api_key: str | None = None
-    user_id: str | None = None
-    team_id: str | None = None
-    request_id: str | None = None
-    model: str | None = None
-    end_user: str | None = None
-    status_filter: str | None = Field(None, description="success or failure")
-    min_spend: float | None = None
-    max_spend: float | None = None
-
-
-class LogsPage(BaseModel):
-    data: list[dict[str, Any]]
-    total: int
-    page: int
-    page_size: int
-    total_pages: int
 
 
 def _json(data: Any) -> Any:
@@ -324,69 +298,3 @@ async def _per_key(query: Any) -> list[dict[str, Any]]:
     for k in keys.values():
         k["model_details"].sort(key=lambda d: (-d["total_cost"], d["model"]))
     return sorted(keys.values(), key=lambda k: (-k["total_cost"], str(k["api_key"])))
-
-
-def _moment(name: str, end: bool) -> datetime:
-    value = request.args.get(name)
-    if not value:
-        raise BadRequestError("Start date and end date are required", param=name)
-    text = value.strip().replace(" ", "T", 1) if len(value.strip()) > 10 else value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            if day >= date.max:
-                raise ValueError
-            return datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=timezone.utc)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequestError(f"{name} must be a time like 2024-06-30 13:45:00 or a day; got {value!r}",
-                              param=name) from None
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-    return moment + timedelta(microseconds=1) if end else moment  # an end time is included
-
-
-def _number(name: str) -> float | None:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise BadRequestError(f"{name} must be a number", param=name)
-    return number
-
-
-@bp.get("/spend/logs/ui")
-@document_querystring(LogsUiQuery)
-@document_response(LogsPage)
-async def spend_logs_ui() -> Any:
-    """Spend logs in a time range, newest first, a page at a time, with filters (LiteLLM's logs
-    page); a non-admin key sees only its own calls."""
-    lo, hi = _moment("start_date", end=False), _moment("end_date", end=True)
-    if lo >= hi:
-        raise BadRequestError("start_date must not be after end_date", param="start_date")
-    page, size = page_args("page_size", 50)
-    query = SpendLog.filter(start_time__gte=lo, start_time__lt=hi)
-    scope = own_scope()
-    key = _key_arg(None)
-    for value in {v for v in (scope, key) if v is not None}:
-        query = query.filter(api_key=value)
-    for arg, column in (("user_id", "user"), ("team_id", "team_id"), ("request_id", "request_id"),
-                        ("model", "model"), ("end_user", "end_user")):
-        if request.args.get(arg):
-            query = query.filter(**{column: request.args[arg]})
-    status = request.args.get("status_filter")
-    if status:
-        if status not in ("success", "failure"):
-            raise BadRequestError("status_filter must be success or failure", param="status_filter")
-        query = query.filter(status="success") if status == "success" else query.exclude(status="success")
-    for arg, op in (("min_spend", "gte"), ("max_spend", "lte")):
-        bound = _number(arg)
-        if bound is not None:
-            query = query.filter(**{f"spend__{op}": bound})
-    total = await query.count()
-    rows = await query.order_by("-start_time", "-id").offset((page - 1) * size).limit(size)
-    return _json({"data": [row_out(r) for r in rows], "total": total, "page": page, "page_size": size,
-                  "total_pages": (total + size - 1) // size})

@@ -355,5 +355,5 @@ async def spend_calculate() -> Any:
     return {"cost": cost}
 
 
-from gateway.core.spend import reports  # noqa: E402,F401  (its routes hang on `bp`: /global/spend/*, /spend/logs/ui)
+from gateway.core.spend import logs_ui, reports  # noqa: E402,F401  (their routes hang on `bp`: /spend/logs/ui, /global/spend/*)
 from gateway.core.spend import daily as daily_routes  # noqa: E402,F401  (/spend/daily: the admin UI's Spend page)

@@ -29,6 +29,7 @@ from tortoise.transactions import in_transaction
 
 from gateway.core.management.common import member_ident
 from gateway.core.dead_letters import DeadLetters, data_fault, describe
+from gateway.core.spend.log_tags import write_log_tags
 from gateway.core.spend.record import WIDTH, SpendRow
 from gateway.core.storable import clean_text, storable
 
@@ -285,6 +286,7 @@ class SpendWriter:
         async with in_transaction() as conn:
             if self.write_logs:
                 await _insert_logs(conn, batch)
+                await write_log_tags(conn, batch)  # the logs page's tag filter
                 sql = TAG_UPSERT["postgres" if dialect == "postgres" else "sqlite"]
                 # Rows are locked in one order everywhere, so that instances never deadlock.
                 for (day, tag), (count, spend) in sorted(tags.items()):
