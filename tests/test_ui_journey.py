@@ -116,7 +116,7 @@ def test_an_operators_journey_through_every_page(ui_gw, browser_page, screenshot
     audit_rows = page.get_by_role("row")
     expect(audit_rows.filter(has_text="created")).not_to_have_count(0)
     expect(audit_rows.filter(has_text="blocked")).not_to_have_count(0)
-    actions = [(r["action"], r["object_id"]) for r in api(gw, "GET", "/audit")["data"]]
+    actions = [(r["action"], r["object_id"]) for r in api(gw, "GET", "/audit", params={"page_size": 100})["audit_logs"]]
     assert ("blocked", info["token"]) in actions and ("created", info["token"]) in actions, actions
     page.get_by_role("button", name="Verify chain").click()
     total = api(gw, "GET", "/audit")["total"]
@@ -146,7 +146,8 @@ def test_an_operators_journey_through_every_page(ui_gw, browser_page, screenshot
     screenshot(page, "journey-internal-user")
     client, csrf = session_client(gw, key=dana)
     listed = client.get("/key/list", params={"return_full_object": "true"}).json()["keys"]
-    assert [k["key_alias"] for k in listed] == ["dana-key"]
+    assert {k["user_id"] for k in listed} == {"dana"}  # her first key (from /user/new) and dana-key
+    assert "dana-key" in {k["key_alias"] for k in listed} and ALIAS not in {k["key_alias"] for k in listed}
     assert {g["name"] for g in client.get("/spend/daily", params={"group_by": "key"}).json()["groups"]} == {"dana-key"}
     window = {"start_date": "2000-01-01", "end_date": "2100-01-01"}
     assert [r["api_key"] for r in client.get("/spend/logs/ui", params=window).json()["data"]] == [
