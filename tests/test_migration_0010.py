@@ -1,10 +1,12 @@
 """Migration 0010 on a database that already holds spend: each log's tags get their rows in
-`spend_log_tags` (the request logs' tag filter reads them), with the log's id, time and key
+`spend_log_tags` (the request logs' tag filter reads them), with the log's id, time and key, and
+the single-column indexes the new (column, time, id) ones make redundant are dropped
 (SQLite, and PostgreSQL when configured: the suite runs again there with GATEWAY_TEST_DATABASE_URL set)."""
 
 from __future__ import annotations
 
 import asyncio
+from importlib import import_module
 from datetime import datetime, timezone
 
 import pytest
@@ -17,6 +19,8 @@ def test_migration_0010_fills_the_tag_rows_from_the_logs(tmp_path, postgres_data
     from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
     from gateway.core.db import Database
+
+    SUPERSEDED = import_module("gateway.core.db.migrations.0010_spend_log_lists").SUPERSEDED
 
     url = postgres_databases.create() if postgres_databases is not None else f"sqlite://{tmp_path / 'old.sqlite3'}"
 
@@ -38,6 +42,15 @@ def test_migration_0010_fills_the_tag_rows_from_the_logs(tmp_path, postgres_data
             ids = {log.request_id: log.id for log in await SpendLog.all()}
             got = sorted((t.log_id, t.tag, t.start_time.minute, t.api_key) for t in await SpendLogTag.all())
             assert got == sorted([(ids["r1"], "a", 1, "k1"), (ids["r1"], "b", 1, "k1"), (ids["r2"], "a", 2, None)])
+            # The single-column indexes the new ones make redundant are gone (each cost every write).
+            if url.startswith("sqlite"):
+                names = [r["name"] for r in await conn.execute_query_dict(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'spend_logs'")]
+            else:
+                names = [r["indexname"] for r in await conn.execute_query_dict(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'spend_logs'")]
+            assert not set(SUPERSEDED.values()) & set(names), names
+            assert len([n for n in names if n.startswith("idx_spend_logs_")]) == 9, names
         finally:
             await db.close()
 

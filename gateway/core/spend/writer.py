@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 from tortoise import connections
@@ -29,9 +28,11 @@ from tortoise.transactions import in_transaction
 
 from gateway.core.management.common import member_ident
 from gateway.core.dead_letters import DeadLetters, data_fault, describe
+from gateway.core.spend.log_rows import columns as _columns
+from gateway.core.spend.log_rows import insert_logs as _insert_logs
+from gateway.core.spend.log_rows import repaired
 from gateway.core.spend.log_tags import write_log_tags
-from gateway.core.spend.record import WIDTH, SpendRow
-from gateway.core.storable import clean_text, storable
+from gateway.core.spend.record import SpendRow
 
 log = logging.getLogger("gateway.spend")
 
@@ -346,55 +347,4 @@ class SpendWriter:
         log.info("spend writer closed: %d row(s) written, %d lost", self.written, self.lost)
 
 
-INT_MAX = 2**31 - 1
-SLICE = 50  # rows converted between two chances for requests to run
 ISOLATIONS = 3  # tries before a row that fails for an unknown reason is taken as the row's fault
-
-
-def _short(value: str | None, width: int = WIDTH) -> str | None:
-    return clean_text(value)[:width] if isinstance(value, str) else None
-
-
-def repaired(r: SpendRow) -> SpendRow:
-    """A copy of a row that any column takes: text cleaned and cut to its column, JSON made
-    storable, counts clamped to the column's range."""
-    return replace(
-        r, request_id=_short(r.request_id) or "", call_type=_short(r.call_type, 32) or "", api_key=_short(r.api_key, 64),
-        prompt_tokens=min(max(int(r.prompt_tokens), 0), INT_MAX),
-        completion_tokens=min(max(int(r.completion_tokens), 0), INT_MAX),
-        total_tokens=min(max(int(r.total_tokens), 0), INT_MAX),
-        model=_short(r.model) or "", model_group=_short(r.model_group), api_base=_short(r.api_base, 512),
-        user=_short(r.user), end_user=_short(r.end_user), team_id=_short(r.team_id),
-        request_tags=[t for t in (_short(t) for t in r.request_tags) if t],
-        metadata=storable(r.metadata) if isinstance(r.metadata, dict) else {}, status=_short(r.status, 16) or "",
-        http_status=min(max(int(r.http_status), 0), INT_MAX), blocked_by=_short(r.blocked_by),
-        messages=storable(r.messages), response=storable(r.response),
-    )
-
-
-async def _insert_logs(conn: Any, batch: list[SpendRow]) -> None:
-    """The spend_logs rows, as tortoise's bulk_create stores them (its INSERT and its own value
-    conversion per field) without building a model object per row: half the CPU per row. In
-    slices of SLICE rows: requests run while the database takes each slice."""
-    from gateway.core.db.models import SpendLog
-
-    executor = conn.executor_class(model=SpendLog, db=conn)
-    fields = [SpendLog._meta.fields_map[name] for name in executor.regular_columns]
-    for start in range(0, len(batch), SLICE):
-        values = []
-        for row in batch[start:start + SLICE]:
-            columns = _columns(row)
-            values.append([field.to_db_value(columns[field.model_field_name], SpendLog) for field in fields])
-        await conn.execute_many(executor.insert_query, values)
-
-
-def _columns(r: SpendRow) -> dict[str, Any]:
-    return {
-        "request_id": r.request_id, "call_type": r.call_type, "api_key": r.api_key, "spend": r.spend,
-        "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-        "total_tokens": r.total_tokens, "start_time": r.start_time, "end_time": r.end_time, "model": r.model,
-        "model_group": r.model_group, "api_base": r.api_base, "user": r.user, "end_user": r.end_user,
-        "team_id": r.team_id, "request_tags": r.request_tags, "metadata": r.metadata, "status": r.status,
-        "http_status": r.http_status, "blocked_by": r.blocked_by, "usage_estimated": r.usage_estimated,
-        "messages": r.messages, "response": r.response,
-    }

