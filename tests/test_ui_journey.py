@@ -62,6 +62,7 @@ def create_key(page: Any, alias: str, user_id: str = "") -> str:
     shown = page.get_by_role("dialog", name="Your new key")
     raw = shown.get_by_test_id("raw-key").inner_text()
     shown.get_by_role("button", name="Done").click()
+    expect(shown).to_have_count(0)
     return raw
 
 

@@ -213,6 +213,7 @@ def test_create_a_user_see_their_keys_edit_and_delete(ui_gw, browser_page, scree
     shown = page.get_by_role("dialog", name="The user's first key")
     raw = shown.get_by_test_id("raw-key").inner_text()
     shown.get_by_role("button", name="Done").click()
+    expect(shown).to_have_count(0)  # closed (the page then reloads the list): only now is the key gone
     assert raw not in page.content()
     assert chat(ui_gw, raw).choices[0].message.content
     row = page.get_by_role("row").filter(has_text="dana@example.com")

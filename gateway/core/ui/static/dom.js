@@ -107,8 +107,10 @@ export function dialog(title, content, buttons = [["OK", "ok"]]) {
     const box = h("dialog", { "aria-labelledby": titleId },
       h("h2", { id: titleId, text: title }), content,
       h("div", { class: "actions" }, buttons.map(([text, value, cls]) =>
-        h("button", { type: "button", class: cls, onclick: () => { box.close(); resolve(value); } }, text))));
+        h("button", { type: "button", class: cls, onclick: () => { box.close(); box.remove(); resolve(value); } }, text))));
     box.addEventListener("cancel", () => resolve(null));
+    // A button removes the dialog at once (its "close" event comes a task later, and a raw key
+    // shown in it must be gone when the click returns); Escape closes it through the event.
     box.addEventListener("close", () => box.remove());
     document.body.append(box);
     box.showModal();
