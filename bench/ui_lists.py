@@ -93,6 +93,15 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], str, bool]] = [
     ("logs", "an internal user's, 90 days", "/spend/logs/ui", {**QUARTER, "cursor": "first", "page_size": 25}, "key", True),
     ("logs", "an internal user's, tag", "/spend/logs/ui", {**QUARTER, "cursor": "first", "page_size": 25, "tag": "team-core"}, "key", True),
     ("logs", "an internal user's, deep", "/spend/logs/ui", {**QUARTER, "cursor": "{deep_cursor}", "page_size": 25}, "key", True),
+    ("spend", "by key, 30 days", "/spend/daily", {"group_by": "key"}, "admin", True),
+    ("spend", "by team, 30 days", "/spend/daily", {"group_by": "team"}, "admin", True),
+    ("spend", "by user, 30 days", "/spend/daily", {"group_by": "user"}, "admin", True),
+    ("spend", "by tag, 30 days", "/spend/daily", {"group_by": "tag"}, "admin", True),
+    ("spend", "by model, 30 days", "/spend/daily", {"group_by": "model"}, "admin", True),
+    ("spend", "by key, page 2", "/spend/daily", {"group_by": "key", "page": 2}, "admin", True),
+    ("spend", "by team, a year", "/spend/daily", {"group_by": "team", "start_date": "{year_ago}", "end_date": "{today}"}, "admin", True),
+    ("spend", "CSV page of 1000 keys", "/spend/daily", {"group_by": "key", "page_size": 1000}, "admin", True),
+    ("spend", "an internal user's, by model", "/spend/daily", {"group_by": "model"}, "key", True),
     # LiteLLM's paging (its UI, not ours): an offset and a count of every matching row. Reported, not gated.
     ("logs (LiteLLM paging)", "7 days, page 1 + total", "/spend/logs/ui", {**WEEK, "page": 1, "page_size": 50}, "admin", False),
     ("logs (LiteLLM paging)", "90 days, page 1 + total", "/spend/logs/ui", {**QUARTER, "page": 1, "page_size": 50}, "admin", False),
@@ -185,6 +194,7 @@ def facts(url: str) -> dict[str, str]:
     heavy = hashlib.sha256(spend_rows.HEAVY_KEY.encode()).hexdigest()
     return {"today": today.isoformat(), "week_start": (today - timedelta(days=6)).isoformat(),
             "month_start": (today - timedelta(days=29)).isoformat(),
+            "year_ago": (today - timedelta(days=365)).isoformat(),
             "quarter_start": (today - timedelta(days=spend_rows.DAYS)).isoformat(),
             "deep_cursor": encode_cursor(datetime.now(timezone.utc) - timedelta(days=60), 2**62),
             "request_id": f"chatcmpl-bench{123_457:010d}", "some_key": heavy}

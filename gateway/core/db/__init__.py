@@ -186,6 +186,8 @@ class Database:
         """Apply every pending migration; returns their names."""
         pending = await self.pending_migrations()
         if pending:
+            # Said first: a migration that indexes a big spend log takes a while (0010: ~45 s at 1M rows on SQLite).
+            log.info("database %s: applying %s", self.display_url, ", ".join(pending))
             executor = MigrationExecutor(connections.get("default"), self.apps)
             await executor.migrate()
             log.info("database %s migrated: %s", self.display_url, ", ".join(pending))
