@@ -14,15 +14,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, Field
-from quart import current_app, request
+from quart import request
 from quart_schema import document_querystring, document_response
 from tortoise import connections
 
 from gateway.core.db.models import Key, Team
 from gateway.core.management.common import page_args
-from gateway.core.spend.routes import DATE, bp, day_bounds, own_scope, parse_day
+from gateway.core.spend.routes import DATE, bp, day_bounds, json_reply, own_scope, parse_day
 from gateway.errors import BadRequestError
 
 GROUPS = ("key", "team", "user", "tag", "model")
@@ -215,4 +214,4 @@ async def spend_daily() -> Any:
         "groups": [_group(r, names) for r in page_rows], "total": total, "page": page, "page_size": size,
         "total_pages": (total + size - 1) // size,
     }
-    return current_app.response_class(orjson.dumps(body), content_type="application/json")
+    return json_reply(body)

@@ -17,16 +17,15 @@ import math
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable
 
-import orjson
 from pydantic import BaseModel, Field
-from quart import current_app, request
+from quart import request
 from quart_schema import document_querystring, document_response
 from tortoise.expressions import Q, Subquery
 
 from gateway.core.db.models import Key, SpendLog, SpendLogTag
 from gateway.core.keys import token_of
 from gateway.core.management.common import page_args
-from gateway.core.spend.routes import bp, own_scope, row_out
+from gateway.core.spend.routes import bp, json_reply, own_scope, row_out
 from gateway.errors import BadRequestError
 
 MOMENT = "A UTC time, `2024-06-30 13:45:00` (LiteLLM's form), ISO 8601, or a day"
@@ -178,8 +177,7 @@ def _row(r: SpendLog) -> dict[str, Any]:
 
 
 def _reply(rows: list[SpendLog], size: int, **paging: Any) -> Any:
-    body = {"data": [_row(r) for r in rows], "page_size": size, **paging}
-    return current_app.response_class(orjson.dumps(body), content_type="application/json")
+    return json_reply({"data": [_row(r) for r in rows], "page_size": size, **paging})
 
 
 async def _tagged_page(query: Any, tags: Callable[[datetime], Any], hi: datetime, cursor: tuple[datetime, int] | None,

@@ -13,16 +13,15 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, Field, RootModel
-from quart import current_app, request
+from quart import request
 from quart_schema import document_querystring, document_response
 from tortoise import connections
 from tortoise.functions import Sum
 
 from gateway.core.db.models import Key, SpendDaily, SpendKeyTagDaily, SpendLog, SpendTagDaily, Team
 from gateway.core.keys import token_of
-from gateway.core.spend.routes import DATE, MAX_ROWS, Day, UtcDay, bp, day_bounds, own_scope, parse_day
+from gateway.core.spend.routes import DATE, MAX_ROWS, Day, UtcDay, bp, day_bounds, json_reply, own_scope, parse_day
 from gateway.errors import BadRequestError
 
 LAST_DAYS = 30  # LiteLLM's views (`MonthlyGlobalSpend`, `Last30dKeysBySpend`) cover the last 30 days
@@ -97,10 +96,6 @@ class Report(RootModel[list[dict[str, Any]]]):
     model_details}]`."""
 
 
-def _json(data: Any) -> Any:
-    return current_app.response_class(orjson.dumps(data), content_type="application/json")
-
-
 def _days(required: bool) -> tuple[date, date]:
     start, end = parse_day("start_date"), parse_day("end_date")
     if start is None or end is None:
@@ -154,7 +149,7 @@ async def global_spend_logs() -> Any:
     out = [{"date": _day_of(r), "spend": float(r["spend_sum"] or 0.0)} for r in rows]
     if key is not None:
         out = [{**r, "api_key": key} for r in out]
-    return _json(sorted(out, key=lambda r: r["date"]))
+    return json_reply(sorted(out, key=lambda r: r["date"]))
 
 
 @bp.get("/global/spend/keys")
@@ -174,7 +169,7 @@ async def global_spend_keys() -> Any:
     rows = await query.group_by("api_key").annotate(spend_sum=Sum("total_spend")) \
         .order_by("-spend_sum", "api_key").limit(limit).values("api_key", "spend_sum")
     keys = {k.token: k for k in await Key.filter(token__in=[r["api_key"] for r in rows])} if rows else {}
-    return _json([{"api_key": r["api_key"], "key_alias": getattr(keys.get(r["api_key"]), "key_alias", None),
+    return json_reply([{"api_key": r["api_key"], "key_alias": getattr(keys.get(r["api_key"]), "key_alias", None),
                    "key_name": getattr(keys.get(r["api_key"]), "key_name", None),
                    "total_spend": float(r["spend_sum"] or 0.0)} for r in rows])
 
@@ -200,7 +195,7 @@ async def global_spend_teams() -> Any:
         by_day[_day_of(r)][team] = by_day[_day_of(r)].get(team, 0.0) + spend
         totals[team] += spend
     top = sorted(totals.items(), key=lambda t: (-t[1], t[0]))[:10]
-    return _json({"daily_spend": [{"date": d, **by_day[d]} for d in sorted(by_day)], "teams": sorted(totals),
+    return json_reply({"daily_spend": [{"date": d, **by_day[d]} for d in sorted(by_day)], "teams": sorted(totals),
                   "total_spend_per_team": [{"team_id": t, "total_spend": s} for t, s in top]})
 
 
@@ -232,7 +227,7 @@ async def global_spend_tags() -> Any:
             spend[tag] += total
             calls[tag] += count
     ranked = sorted(spend, key=lambda t: (-spend[t], t))
-    return _json({"spend_per_tag": [{"name": t, "spend": spend[t], "log_count": calls[t]} for t in ranked]})
+    return json_reply({"spend_per_tag": [{"name": t, "spend": spend[t], "log_count": calls[t]} for t in ranked]})
 
 
 @bp.get("/global/spend/report")
@@ -251,9 +246,9 @@ async def global_spend_report() -> Any:
     if user:
         query = query.filter(user=user)
     if request.args.get("api_key") or user or group_by in ("api_key", "key"):
-        return _json(await _per_key(query))
+        return json_reply(await _per_key(query))
     if group_by == "tag":
-        return _json(_per_day("tags", "tag", [(d, t, s, {"log_count": c}) for d, t, c, s
+        return json_reply(_per_day("tags", "tag", [(d, t, s, {"log_count": c}) for d, t, c, s
                                              in await _tag_totals(start, end, scope, by_day=True)]))
     column = "team_id" if group_by == "team" else "end_user"
     rows = await _grouped(query, column, "model", "api_key", spend_sum=Sum("spend"), tokens=Sum("total_tokens"))
@@ -267,8 +262,8 @@ async def global_spend_report() -> Any:
                                           "spend": float(r["spend_sum"] or 0.0), "total_tokens": int(r["tokens"] or 0)})
     entries = [(day, who, sum(m["spend"] for m in meta), {"metadata": meta}) for (day, who), meta in groups.items()]
     if group_by == "team":
-        return _json(_per_day("teams", "team_name", entries))
-    return _json(_per_day("customers", "customer", entries))
+        return json_reply(_per_day("teams", "team_name", entries))
+    return json_reply(_per_day("customers", "customer", entries))
 
 
 def _per_day(plural: str, name: str, entries: list[tuple[str, Any, float, dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -181,6 +181,11 @@ def own_scope() -> str | None:
     return principal.api_key
 
 
+def json_reply(data: Any) -> Any:
+    """A JSON reply made with orjson (datetimes, many rows): the spend routes' own."""
+    return current_app.response_class(orjson.dumps(data), content_type="application/json")
+
+
 @bp.get("/spend/logs")
 @document_querystring(SpendLogsQuery)
 @document_response(SpendLogsReply)
@@ -213,7 +218,7 @@ async def spend_logs() -> Any:
     except ValueError:
         raise BadRequestError("limit must be a whole number", param="limit") from None
     rows = await query.order_by("-start_time", "-id").limit(limit)
-    return current_app.response_class(orjson.dumps([row_out(r) for r in rows]), content_type="application/json")
+    return json_reply([row_out(r) for r in rows])
 
 
 class Day(Function):
