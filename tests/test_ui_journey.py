@@ -11,43 +11,21 @@ session but without its CSRF token is refused. A screenshot of every page lands 
 from __future__ import annotations
 
 import re
-import time
-from typing import Any, Callable
+from typing import Any
 
 import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui_kit import MASTER_KEY, api, chat
+from tests.ui_kit import MASTER_KEY, api, chat, login, money, wait_for
 
 ALIAS = "journey-key"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
 
 
 def go(page: Any, gw: Any, where: str) -> None:
     """Open a page from the navigation, as a user does."""
     page.get_by_role("navigation", name="Pages", exact=True).get_by_role("link", name=where, exact=True).click()
     page.locator(".page[data-page]").first.wait_for()
-
-
-def log_in(page: Any, gw: Any, key: str) -> None:
-    page.goto(gw.url + "/ui/")
-    page.get_by_label("Key").fill(key)
-    page.get_by_role("button", name="Log in", exact=True).click()
-    page.get_by_role("button", name="Log out").wait_for()
-
-
-def money(value: float) -> str:
-    text = f"{value:,.6f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 def create_key(page: Any, alias: str, user_id: str = "") -> str:
@@ -68,7 +46,7 @@ def create_key(page: Any, alias: str, user_id: str = "") -> str:
 
 def test_an_operators_journey_through_every_page(ui_gw, browser_page, screenshot, session_client):
     gw, page = ui_gw, browser_page
-    log_in(page, gw, MASTER_KEY)
+    login(page, gw)
     page.locator('[data-page="keys"].page').wait_for()
 
     # A key made in the UI, used through the openai SDK.
@@ -134,7 +112,7 @@ def test_an_operators_journey_through_every_page(ui_gw, browser_page, screenshot
     chat(gw, dana, "dana's question")
     wait_for(lambda: api(gw, "GET", "/key/info", params={"key": dana})["info"]["spend"] > 0, "dana's spend")
     page.get_by_role("button", name="Log out").click()
-    log_in(page, gw, dana)
+    login(page, gw, key=dana)
     expect(page.get_by_role("row").filter(has_text="dana-key")).to_have_count(1)
     expect(page.get_by_text(ALIAS)).to_have_count(0)
     go(page, gw, "Spend")

@@ -11,9 +11,8 @@ timings), paging, an internal user's view, and a phone. Screenshots land in test
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -21,17 +20,9 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui_kit import ADMIN, MASTER_KEY, api, chat, ui_config
+from tests.ui_kit import ADMIN, MASTER_KEY, api, chat, ui_config, wait_for
 
 GUARD = "no-secrets-talk"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
 
 
 def guarded_config(upstream_url: str) -> dict[str, Any]:

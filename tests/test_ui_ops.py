@@ -19,29 +19,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui_kit import ADMIN, MASTER_KEY, api, chat, ui_config
+from tests.ui_kit import ADMIN, MASTER_KEY, api, chat, ui_config, wait_for
 
 GATEWAY_BIN = str(Path(sys.executable).with_name("gateway"))
 KEY_TABLE = "LiteLLM_VerificationToken"
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    """`check()` once it is truthy (spend and audit rows are written in the background)."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
-
-
 def sqlite_url(tmp_path: Path) -> str:
     """A database of our own on SQLite, so that a test can edit it with sqlite3 (also when the
     suite runs on PostgreSQL)."""

@@ -17,14 +17,7 @@ from playwright.sync_api import expect
 
 from tests.test_spend_daily import daily, populate, spend_config, wait_written, words
 from tests.test_ui_ops import assert_no_stray_null, open_as
-from tests.ui_kit import api, chat
-
-
-def money(value: float) -> str:
-    """As the page writes an amount (dom.js `money`): at least 2 and at most 6 decimals."""
-    text = f"{value:,.6f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}"
+from tests.ui_kit import api, chat, money
 
 
 def today() -> str:

@@ -7,6 +7,7 @@ screenshots go to test-artifacts/ with the `screenshot` fixture.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -74,3 +75,19 @@ def chat(gw: Any, key: str, content: str = "hi", **kw: Any) -> Any:
     """One chat call with the official openai SDK."""
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
     return client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": content}], **kw)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
+    """`check()` once it is truthy (spend and audit rows are written in the background)."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+def money(value: float) -> str:
+    """As the page writes an amount (dom.js `money`): at least 2 and at most 6 decimals."""
+    text = f"{value:,.6f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
