@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import signal
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -206,17 +205,9 @@ def fill(params: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
 
 def time_call(client: httpx.Client, path: str, params: dict[str, Any]) -> tuple[float, float, int]:
     """(cold ms, median of 5 warm ms, rows in the answer)."""
-    times, size = [], 0
-    for _ in range(6):
-        t0 = time.perf_counter()
-        r = client.get(path, params=params)
-        times.append((time.perf_counter() - t0) * 1000)
-        if r.status_code != 200:
-            raise SystemExit(f"{path} {params}: {r.status_code} {r.text[:300]}")
-        body = r.json()
-        found = body if isinstance(body, list) else next((v for v in body.values() if isinstance(v, list)), [])
-        size = len(found)
-    return times[0], statistics.median(times[1:]), size
+    cold, warm, body = spend_rows.timed_get(client, path, params)
+    found = body if isinstance(body, list) else next((v for v in body.values() if isinstance(v, list)), [])
+    return cold, warm, len(found)
 
 
 def main() -> int:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import signal
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spend_rows import (  # noqa: E402  (bench/ is not a package: its loader, generator and gateway starter)
-    CHUNK, COLUMNS, HEAVY_KEY, MASTER_KEY, admin, admin_url, load, rows, start_gateway)
+    CHUNK, COLUMNS, HEAVY_KEY, MASTER_KEY, admin, admin_url, load, rows, start_gateway, timed_get)
 
 TARGET_MS = 200.0
 KEYS, TEAMS = 200, 20
@@ -105,15 +104,8 @@ async def load_keys_postgres(url: str) -> None:
 
 def time_route(client: httpx.Client, params: dict[str, Any]) -> tuple[float, float, int]:
     """(cold ms, median of 5 warm ms, groups in the answer)."""
-    times, size = [], 0
-    for _ in range(6):
-        t0 = time.perf_counter()
-        r = client.get("/spend/daily", params=params)
-        times.append((time.perf_counter() - t0) * 1000)
-        if r.status_code != 200:
-            raise SystemExit(f"/spend/daily {params}: {r.status_code} {r.text[:300]}")
-        size = r.json()["total"]
-    return times[0], statistics.median(times[1:]), size
+    cold, warm, body = timed_get(client, "/spend/daily", params)
+    return cold, warm, body["total"]
 
 
 def cases() -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
