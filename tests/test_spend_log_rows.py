@@ -50,12 +50,12 @@ async def compare(url: str) -> None:
         conn = connections.get("default")
         executor = conn.executor_class(model=SpendLog, db=conn)
         fields = [SpendLog._meta.fields_map[name] for name in executor.regular_columns]
-        plan = log_rows.LogValues(conn)
+        plan = log_rows.row_values(conn, SpendLog)
         assert plan.insert_query == executor.insert_query
         for odd in ODD:
             row = SpendRow(**{**BASE, **odd})
             cols = log_rows.columns(row)
             theirs = converted(lambda: [f.to_db_value(cols[f.model_field_name], SpendLog) for f in fields])
-            assert converted(lambda: plan.row(row)) == theirs, odd
+            assert converted(lambda: plan.values(cols)) == theirs, odd
     finally:
         await db.close()

@@ -1,5 +1,5 @@
-"""How a `SpendRow` becomes a `spend_logs` row: its columns, the values the database is sent, and
-the storable copy of a row the database refused (`repaired`).
+"""How a `SpendRow` becomes a `spend_logs` row: its columns, the values the database is sent (for
+spend_log_tags too: `row_values`), and the storable copy of a row the database refused (`repaired`).
 
 The values are what tortoise's own per-field conversion gives (`Field.to_db_value`), but that
 conversion is only called where it does something: datetimes and JSON. A text, number or flag of
@@ -56,49 +56,53 @@ def columns(r: SpendRow) -> dict[str, Any]:
 
 
 #: Fields whose conversion is the plain one (Field.to_db_value: the type, then the validators).
-PLAIN = (tf.CharField, tf.IntField, tf.FloatField, tf.BooleanField)
+PLAIN = (tf.CharField, tf.IntField, tf.BigIntField, tf.FloatField, tf.BooleanField)
 
 
-class LogValues:
-    """The INSERT and a converter per column, from the model as tortoise sees it (built once)."""
+class RowValues:
+    """A model's INSERT and a converter per column, as tortoise sees the model (built once per
+    connection type and model: `row_values`)."""
 
-    def __init__(self, conn: Any) -> None:
-        from gateway.core.db.models import SpendLog
-
-        executor = conn.executor_class(model=SpendLog, db=conn)
+    def __init__(self, conn: Any, model: Any) -> None:
+        executor = conn.executor_class(model=model, db=conn)
+        self.model = model
         self.insert_query = executor.insert_query
         self.plan = []
         for name in executor.regular_columns:
-            field = SpendLog._meta.fields_map[name]
+            field = model._meta.fields_map[name]
             plain = type(field) in PLAIN and type(field).to_db_value is tf.Field.to_db_value
             limit = getattr(field, "max_length", None) if isinstance(field, tf.CharField) else None
             # A validator other than the length one (a CharField's) must still run: take the slow way.
             extra = [v for v in field.validators if limit is None or type(v).__name__ != "MaxLengthValidator"]
             self.plan.append((name, field, field.field_type if plain and not extra else None, limit, field.null))
 
-    def row(self, r: SpendRow) -> list[Any]:
-        from gateway.core.db.models import SpendLog
-
+    def values(self, cols: dict[str, Any]) -> list[Any]:
+        """The row's values in the INSERT's order, from its columns by name."""
         values = []
-        cols = columns(r)
         for name, field, kind, limit, nullable in self.plan:
             value = cols[name]
             if kind is not None and ((value is None and nullable) or
                                      (type(value) is kind and (limit is None or len(value) <= limit))):
                 values.append(value)  # what the field's own conversion would return unchanged
             else:
-                values.append(field.to_db_value(value, SpendLog))
+                values.append(field.to_db_value(value, self.model))
         return values
 
 
-_plans: dict[int, LogValues] = {}
+_plans: dict[tuple[int, Any], RowValues] = {}
+
+
+def row_values(conn: Any, model: Any) -> RowValues:
+    key = (id(type(conn)), model)
+    return _plans.get(key) or _plans.setdefault(key, RowValues(conn, model))
 
 
 async def insert_logs(conn: Any, batch: list[SpendRow]) -> None:
     """The spend_logs rows, as tortoise's bulk_create stores them (its INSERT and its conversion,
     see the module docstring) without building a model object per row. In slices of SLICE rows:
     requests run while the database takes each slice."""
-    key = id(type(conn))
-    plan = _plans.get(key) or _plans.setdefault(key, LogValues(conn))
+    from gateway.core.db.models import SpendLog
+
+    plan = row_values(conn, SpendLog)
     for start in range(0, len(batch), SLICE):
-        await conn.execute_many(plan.insert_query, [plan.row(r) for r in batch[start:start + SLICE]])
+        await conn.execute_many(plan.insert_query, [plan.values(columns(r)) for r in batch[start:start + SLICE]])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core.spend.log_rows import row_values
 from gateway.core.spend.record import SpendRow
 
 #: How many logs one lookup of their ids asks for at a time (a bound on query parameters).
@@ -34,9 +35,7 @@ async def write_log_tags(conn: Any, batch: list[SpendRow]) -> None:
             .using_db(conn).order_by("id").values_list("id", "request_id", "start_time")
         for log_id, request_id, start_time in found:
             ids.setdefault((request_id, start_time.timestamp()), []).append(log_id)
-    # Inserted as the writer inserts the logs: tortoise's INSERT and value conversion, no model objects.
-    executor = conn.executor_class(model=SpendLogTag, db=conn)
-    fields = [SpendLogTag._meta.fields_map[name] for name in executor.regular_columns]
+    plan = row_values(conn, SpendLogTag)  # as the writer inserts the logs: no model objects
     values = []
     for r in tagged:
         same = ids.get((r.request_id, r.start_time.timestamp()))
@@ -44,7 +43,6 @@ async def write_log_tags(conn: Any, batch: list[SpendRow]) -> None:
             continue
         log_id = same.pop(0)  # two rows of one request id at one moment: one id each, in order
         for tag in r.request_tags:
-            columns = {"log_id": log_id, "tag": tag, "start_time": r.start_time, "api_key": r.api_key}
-            values.append([f.to_db_value(columns[f.model_field_name], SpendLogTag) for f in fields])
+            values.append(plan.values({"log_id": log_id, "tag": tag, "start_time": r.start_time, "api_key": r.api_key}))
     if values:
-        await conn.execute_many(executor.insert_query, values)
+        await conn.execute_many(plan.insert_query, values)
