@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 
-transport=aiohttp
+transport=gateway
 key=sk-1234
 config=$BENCH/config.yaml
 log_level=WARNING
@@ -78,7 +78,7 @@ while [ $# -gt 0 ]; do
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-case "$transport" in aiohttp|httpx-aiohttp|httpx) ;; *) echo "run.sh: --transport must be aiohttp, httpx-aiohttp or httpx" >&2; exit 2 ;; esac
+case "$transport" in gateway|aiohttp|httpx-aiohttp|httpx) ;; *) echo "run.sh: --transport must be gateway, aiohttp, httpx-aiohttp or httpx" >&2; exit 2 ;; esac
 case "$app" in gateway|baseline) ;; *) echo "run.sh: --app must be gateway or baseline" >&2; exit 2 ;; esac
 case "$server" in ""|hypercorn|uvicorn) ;; *) echo "run.sh: --server must be hypercorn or uvicorn" >&2; exit 2 ;; esac
 case "$baseline_client" in httpx-aiohttp|aiohttp|httpx) ;; *) echo "run.sh: bad --baseline-client" >&2; exit 2 ;; esac

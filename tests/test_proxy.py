@@ -322,7 +322,7 @@ def test_dev_mode_needs_no_key(gateway_server, fake_upstream):
     assert resp.json()["choices"][0]["message"]["content"] == "upstream says: no key"
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx-aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["gateway", "aiohttp", "httpx-aiohttp", "httpx"])
 def test_every_upstream_transport_serves_plain_and_streamed_calls(gateway_server, fake_upstream, transport):
     """GATEWAY_HTTP_TRANSPORT picks how upstreams are called; each must give the same answers."""
     gw = gateway_server({"model_list": [{"model_name": "m", "litellm_params": {

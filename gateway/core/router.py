@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from gateway.context import AlertEvent
+from gateway.core import upstream_http
 from gateway.core.logsafe import capped_body
 from gateway.core.providers import fake, openai_compatible
 from gateway.core.providers.deployment import DEFAULT_STREAM_TOTAL_TIMEOUT, Deployment, DeploymentError, resolve
@@ -81,7 +82,8 @@ class Router(RuntimeDeployments):
         self.retry_after = float(extra.get("retry_after", 0) or 0)
         transport = settings.env.http_transport
         self.pool = openai_compatible.ClientPool(transport="httpx" if transport == "httpx" else "httpx-aiohttp")
-        self.upstreams = openai_compatible.SessionPool() if transport == "aiohttp" else self.pool
+        self.upstreams = (upstream_http.UpstreamPool() if transport == "gateway" else
+                          openai_compatible.SessionPool() if transport == "aiohttp" else self.pool)
         self.names = ModelNames({}, None)
         self.fallbacks: Fallbacks | None = None
         self.strategy = Strategy("simple-shuffle", {}, lambda d: 0.0)

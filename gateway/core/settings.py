@@ -46,7 +46,8 @@ class Environment(BaseSettings):
     num_workers: int = Field(1, validation_alias=AliasChoices("GATEWAY_NUM_WORKERS", "NUM_WORKERS"))
     server: Literal["uvicorn", "hypercorn"] = Field("uvicorn", validation_alias="GATEWAY_SERVER")
     detailed_debug: bool = Field(False, validation_alias="GATEWAY_DETAILED_DEBUG")
-    http_transport: Literal["aiohttp", "httpx-aiohttp", "httpx"] = Field("aiohttp", validation_alias="GATEWAY_HTTP_TRANSPORT")
+    http_transport: Literal["gateway", "aiohttp", "httpx-aiohttp", "httpx"] = Field(
+        "gateway", validation_alias="GATEWAY_HTTP_TRANSPORT")
     # The API docs (LiteLLM's variables): branding, which routes are listed, where the pages live.
     docs_title: str | None = Field(None, validation_alias="DOCS_TITLE")
     docs_description: str | None = Field(None, validation_alias="DOCS_DESCRIPTION")

@@ -1,10 +1,11 @@
 """Calls to any upstream that speaks the OpenAI wire format (OpenAI, Azure, vLLM, Groq, ...).
 
-The request path calls upstreams with aiohttp sessions, one pooled session per upstream host: the
-benchmark (bench/README.md) showed httpx's own pool as the bottleneck under concurrency
-(encode/httpx#3215), and httpx's API layer over the aiohttp transport still cost about a fifth of
-the gateway's CPU. Plugins get httpx's API over the aiohttp transport (`Gateway.http_client`);
-`GATEWAY_HTTP_TRANSPORT=httpx-aiohttp|httpx` puts the request path on those, for comparison.
+The request path calls upstreams with the gateway's own HTTP/1.1 client (`gateway.core.upstream_http`,
+keep-alive connections per origin on httptools' parser): the benchmark (bench/README.md) showed
+httpx's own pool as the bottleneck under concurrency (encode/httpx#3215), httpx's API layer over the
+aiohttp transport costing about a fifth of the gateway's CPU, and aiohttp's client alone ~68 us per
+call against ~16. Plugins get httpx's API over the aiohttp transport (`Gateway.http_client`);
+`GATEWAY_HTTP_TRANSPORT=aiohttp|httpx-aiohttp|httpx` puts the request path on those, for comparison.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from gateway.core import upstream_http
 from gateway.core.logsafe import capped_body, safe_headers
 from gateway.core.providers.deployment import Deployment
 from gateway.core.providers.urls import safe_url
@@ -28,13 +30,31 @@ from gateway.errors import BadRequestError, UpstreamConnectionError, UpstreamTim
 
 log = logging.getLogger("gateway.upstream")
 
-CONNECT_TIMEOUTS = tuple(t for t in (getattr(aiohttp, "ConnectionTimeoutError", None), httpx.ConnectTimeout) if t)
+CONNECT_TIMEOUTS = tuple(t for t in (getattr(aiohttp, "ConnectionTimeoutError", None), httpx.ConnectTimeout,
+                                      upstream_http.ConnectTimeout) if t)
 CALL_NAMES = {"acompletion": "chat completions", "atext_completion": "text completions", "aembedding": "embeddings",
               "aimage_generation": "image generations", "atranscription": "audio transcriptions",
               "aspeech": "audio speech", "amoderation": "moderations", "arerank": "rerank"}
 
 
-class HttpReply:
+class MappedReply:
+    """What every transport's reply shares: its stream's failures told as the client sees them."""
+
+    __slots__ = ()
+    deployment: Deployment
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        except Exception as exc:
+            raise map_transport_error(exc, self.deployment) from None
+
+
+class HttpReply(MappedReply):
     """An upstream HTTP response, read whole or streamed; closing returns the connection."""
 
     __slots__ = ("response", "status", "headers", "deployment", "deadline")
@@ -55,12 +75,8 @@ class HttpReply:
         finally:
             await self.response.aclose()
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response.aiter_bytes():
-                yield chunk
-        except Exception as exc:
-            raise map_transport_error(exc, self.deployment) from None
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self.response.aiter_bytes()
 
     async def close(self) -> None:
         await self.response.aclose()
@@ -192,7 +208,7 @@ def build_request(dep: Deployment, call_type: str, body: dict[str, Any], stream:
     return req.url, req.headers, req.body
 
 
-class SessionReply:
+class SessionReply(MappedReply):
     """An upstream reply on an aiohttp session, read whole or streamed; closing frees the connection."""
 
     __slots__ = ("response", "status", "headers", "deployment", "deadline")
@@ -215,15 +231,35 @@ class SessionReply:
         finally:
             self.response.release()
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response.content.iter_any():
-                yield chunk
-        except Exception as exc:
-            raise map_transport_error(exc, self.deployment) from None
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self.response.content.iter_any()
 
     async def close(self) -> None:
         self.response.release()
+
+
+class DirectReply(MappedReply):
+    """An upstream reply on the gateway's own client, read whole or streamed; closing frees the connection."""
+
+    __slots__ = ("reply", "status", "headers", "deployment")
+
+    def __init__(self, reply: upstream_http.Reply, deployment: Deployment) -> None:
+        self.reply = reply
+        self.status = reply.status
+        self.headers = reply.headers
+        self.deployment = deployment
+
+    async def read(self) -> bytes:
+        try:
+            return await self.reply.read()
+        except Exception as exc:
+            raise map_transport_error(exc, self.deployment) from None
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self.reply.iter_bytes()
+
+    async def close(self) -> None:
+        await self.reply.close()
 
 
 class SessionPool:
@@ -275,7 +311,15 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
     _log_outgoing(url, headers, content)
     timeout = dep.stream_timeout if stream else dep.timeout
     deadline = asyncio.get_running_loop().time() + timeout
-    if isinstance(pool, SessionPool):
+    if isinstance(pool, upstream_http.UpstreamPool):
+        # `timeout` until the headers, then a stream's for each wait on the next bytes, else the whole call's
+        try:
+            direct = await pool.post(url, headers, content, verify=tls_of(dep), connect_timeout=min(timeout, 10.0),
+                                     deadline=deadline, stream_idle=timeout if stream else None)
+        except Exception as exc:
+            raise map_transport_error(exc, dep) from None
+        reply: Any = DirectReply(direct, dep)
+    elif isinstance(pool, SessionPool):
         session = pool.get(url)
         try:
             if stream:  # `timeout` until the headers, then for each wait for the next bytes
@@ -289,7 +333,7 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
                                               ssl=tls_of(dep))
         except Exception as exc:
             raise map_transport_error(exc, dep) from None
-        reply: Any = SessionReply(response, dep, deadline if stream else None)
+        reply = SessionReply(response, dep, deadline if stream else None)
     else:
         reply = await _send_httpx(pool, dep, url, headers, content, timeout, deadline)
     return reply if dep.handler.passthrough else TranslatedReply(reply, dep, call_type, stream)
