@@ -3,7 +3,7 @@
 # Prints requests/s and p50/p99 for the direct call and through the gateway at concurrency 1 and 32,
 # checks the targets, and writes the results as JSON to bench/results/. See bench/README.md.
 #
-#   bash bench/run.sh [--transport aiohttp|httpx-aiohttp|httpx] [--key sk-...] [--config FILE] [--log-level LEVEL]
+#   bash bench/run.sh [--transport gateway|aiohttp|httpx-aiohttp|httpx] [--key sk-...] [--config FILE] [--log-level LEVEL]
 #                     [--duration S] [--warmup S] [--runs N] [--profile [S]] [--quick] [--label NAME]
 #   bash bench/run.sh --goals [goals.py options]   the speed goals against the floor (bench/goals.py --help)
 set -euo pipefail
@@ -33,8 +33,9 @@ usage() {
     cat <<'EOF'
 
 Options:
-  --transport T              the gateway's upstream client (GATEWAY_HTTP_TRANSPORT): aiohttp (default, aiohttp
-                             sessions), httpx-aiohttp (httpx's API on the aiohttp transport), httpx (httpx's pool)
+  --transport T              the gateway's upstream client (GATEWAY_HTTP_TRANSPORT): gateway (default, its own
+                             HTTP/1.1 client), aiohttp (aiohttp sessions), httpx-aiohttp (httpx's API on the aiohttp
+                             transport), httpx (httpx's pool)
   --key KEY                  bearer key sent to the gateway (default sk-1234, the master key of bench/config.yaml)
   --config FILE              gateway config (default bench/config.yaml); may use os.environ/BENCH_API_BASE
   --log-level LEVEL          GATEWAY_LOG_LEVEL (default WARNING; INFO writes one access-log line per request)

@@ -11,7 +11,6 @@ import time
 from typing import Any, Callable, Iterator
 
 import httpx
-import openai
 import pytest
 
 MASTER_KEY = "sk-1234"
@@ -72,9 +71,8 @@ def login(page: Any, gw: Any, key: str = MASTER_KEY, where: str = "") -> None:
 
 
 def chat(gw: Any, key: str, content: str = "hi", **kw: Any) -> Any:
-    """One chat call with the official openai SDK."""
-    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
-    return client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": content}], **kw)
+    """One chat call with the official openai SDK (its client closed when the gateway stops)."""
+    return gw.client(key).chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": content}], **kw)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:

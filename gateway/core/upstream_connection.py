@@ -33,13 +33,15 @@ class UpstreamProtocolError(ConnectionError):
 class Origin:
     """Where calls go (scheme, host, port, TLS) and its connections: idle ones, most recent last."""
 
-    __slots__ = ("host", "port", "ssl", "server_hostname", "host_header", "idle", "open", "limit", "waiters")
+    __slots__ = ("host", "port", "ssl", "server_hostname", "host_header", "idle", "open", "limit", "waiters",
+                 "conns")
 
     def __init__(self, host: str, port: int, tls: Any, host_header: str, limit: int) -> None:
         self.host, self.port, self.ssl = host, port, tls
         self.host_header = host_header.encode("ascii" if host_header.isascii() else "idna")
         self.server_hostname = host if tls else None
         self.idle: list[Connection] = []
+        self.conns: set[Connection] = set()  # every open one, idle or not: closing the pool closes them
         self.open = 0
         self.limit = limit
         self.waiters: deque[asyncio.Future[Connection]] = deque()
@@ -78,6 +80,7 @@ class Connection(asyncio.Protocol):
     # --- the protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.origin.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
         if not self.busy:  # bytes nobody asked for (a server's parting 408): the connection is spent
@@ -94,6 +97,7 @@ class Connection(asyncio.Protocol):
             return
         self.closed = True
         self.origin.open -= 1
+        self.origin.conns.discard(self)
         if self.head is not None and not self.complete:
             if self.until_eof and self.status:  # a body without a length ends where the connection does
                 self.complete = True

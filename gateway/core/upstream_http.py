@@ -201,9 +201,10 @@ class UpstreamPool:
             raise
 
     async def close(self) -> None:
+        """Close every connection, in use or not (at shutdown, after the calls have drained)."""
         origins, self._origins = list(self._origins.values()), {}
         for origin in origins:
-            for conn in origin.idle:
-                if not conn.closed:
-                    conn.transport.close()
+            for conn in list(origin.conns):
+                conn.transport.abort()
             origin.idle.clear()
+        await asyncio.sleep(0)  # the transports close their sockets on the loop's next turn
