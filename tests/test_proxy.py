@@ -6,6 +6,7 @@ Errors, retries and secrets are in test_proxy_errors.py.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -337,3 +338,24 @@ def test_every_upstream_transport_serves_plain_and_streamed_calls(gateway_server
     with pytest.raises(openai.InternalServerError) as err:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert err.value.body["message"] == "OpenAIException - boom"
+
+
+async def test_calls_at_once_streamed_or_not_each_get_their_own_answer(gateway_server, fake_upstream):
+    """Sixty calls at a time, half streamed, three rounds: the upstream connections are reused from
+    call to call, and no call's ending (a stream read to its end, then closed) touches another's."""
+    gw = gateway_server({"model_list": [{"model_name": "m", "litellm_params": {
+        "model": "openai/upstream-model", "api_base": fake_upstream.url, "api_key": "sk-up"}}],
+        "router_settings": {"num_retries": 0}})
+    async with gw.async_client() as client:
+        async def plain(n: int) -> str:
+            reply = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"p{n}"}])
+            return reply.choices[0].message.content or ""
+
+        async def streamed(n: int) -> str:
+            chunks = await client.chat.completions.create(model="m", stream=True,
+                                                          messages=[{"role": "user", "content": f"s{n}"}])
+            return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+
+        for _ in range(3):
+            got = await asyncio.gather(*(plain(n) for n in range(30)), *(streamed(n) for n in range(30)))
+            assert got == [f"upstream says: p{n}" for n in range(30)] + [f"upstream says: s{n}" for n in range(30)]

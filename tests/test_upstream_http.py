@@ -376,3 +376,29 @@ async def test_a_stream_read_slower_than_it_comes_pauses_the_socket_and_loses_no
             await asyncio.sleep(0.001)
         assert b"".join(received) == piece * 32
         assert paused_seen  # more than HIGH_WATER waited unread: the socket was not read meanwhile
+
+
+async def test_a_reply_dropped_unread_gives_its_place_back():
+    async with Peer(ok()) as peer:
+        pool = new_pool(max_connections=1)
+        await post(pool, peer.url)  # never read nor closed, then gone
+        await asyncio.sleep(0.01)
+        assert await (await post(pool, peer.url, deadline=soon(2))).read() == b'{"ok":true}'
+
+
+async def test_a_reply_closed_again_after_its_connection_moved_on_leaves_the_next_call_alone():
+    async def slow(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        if body == b"second":
+            await asyncio.sleep(0.05)
+        writer.write(reply(body))
+
+    async with Peer(slow) as peer:
+        pool = new_pool()
+        first = await post(pool, peer.url, b"first")
+        assert await first.read() == b"first"
+        second = asyncio.ensure_future(post(pool, peer.url, b"second"))  # on the same connection
+        await asyncio.sleep(0.01)
+        await first.close()  # late, and again: must not end the call now on that connection
+        del first
+        assert await (await second).read() == b"second"
+        assert peer.connections == 1

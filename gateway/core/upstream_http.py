@@ -29,10 +29,11 @@ __all__ = ["ConnectTimeout", "Reply", "UpstreamDisconnected", "UpstreamPool", "U
 class Reply:
     """An upstream reply: status and headers in; the body to read whole or as it comes."""
 
-    __slots__ = ("conn", "status", "headers", "_decoder")
+    __slots__ = ("conn", "status", "headers", "_decoder", "_open")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._open = True  # until this reply hands its connection back (once: it may then serve another call)
         self.status = conn.status
         self.headers = CIMultiDict((n.decode("latin-1"), v.decode("latin-1")) for n, v in conn.raw_headers)
         coding = self.headers.get("content-encoding", "").strip().lower()
@@ -40,7 +41,7 @@ class Reply:
         if coding in ("gzip", "x-gzip", "deflate"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | (16 if "gzip" in coding else 0))
         elif coding not in ("", "identity"):
-            conn.finish()
+            self._end()
             raise UpstreamProtocolError(f"the upstream's reply is encoded as {coding!r}, which the gateway cannot decode")
 
     async def read(self) -> bytes:
@@ -48,7 +49,7 @@ class Reply:
             data = await self.conn.read_all()
             return data if self._decoder is None else self._decoder.decompress(data) + self._decoder.flush()
         finally:
-            self.conn.finish()
+            self._end()
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         try:
@@ -59,10 +60,24 @@ class Reply:
                         continue
                 yield chunk
         finally:
+            self._end()
+
+    def _end(self) -> None:
+        if self._open:
+            self._open = False
             self.conn.finish()
 
     async def close(self) -> None:
-        self.conn.finish()
+        self._end()
+
+    def __del__(self) -> None:
+        """A reply dropped unread (a bug elsewhere) must not hold its connection, and its place
+        under the origin's limit, for ever."""
+        if self._open:
+            try:
+                self._end()
+            except RuntimeError:  # its loop is closed: the socket goes with the process
+                pass
 
 
 @functools.lru_cache(maxsize=1024)
@@ -193,12 +208,12 @@ class UpstreamPool:
         conn = await self._acquire(origin, connect_timeout, deadline)
         try:
             await conn.send(head, body, deadline)
-            if stream_idle is not None:
-                conn.stream_idle(stream_idle)
-            return Reply(conn)
         except BaseException:
             conn.finish()
             raise
+        if stream_idle is not None:
+            conn.stream_idle(stream_idle)
+        return Reply(conn)
 
     async def close(self) -> None:
         """Close every connection, in use or not (at shutdown, after the calls have drained)."""
