@@ -59,3 +59,36 @@ async def compare(url: str) -> None:
             assert converted(lambda: plan.values(cols)) == theirs, odd
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("count", [1, 99, 100, 437])
+def test_every_row_of_a_batch_lands_as_given(database_url, count):
+    """However many rows a flush holds (SQLite takes them as multi-row INSERTs of a few sizes,
+    PostgreSQL as one executemany), each lands once, in order, with its own values."""
+    asyncio.run(write_and_read(database_url(), count))
+
+
+async def write_and_read(url: str, count: int) -> None:
+    db = Database(url)
+    await db.connect()
+    try:
+        await db.migrate()
+        from tortoise.transactions import in_transaction
+
+        from gateway.core.db.models import SpendLog
+
+        rows = [SpendRow(**{**BASE, "request_id": f"req-{n}", "prompt_tokens": n, "metadata": {"n": n},
+                            "request_tags": [f"t{n}"]}) for n in range(count)]
+        async with in_transaction() as conn:
+            await log_rows.insert_logs(conn, rows)
+        stored = await SpendLog.all().order_by("id").values_list("request_id", "prompt_tokens", "metadata",
+                                                                  "request_tags", "start_time")
+        assert stored == [(f"req-{n}", n, {"n": n}, [f"t{n}"], NOW) for n in range(count)]
+    finally:
+        await db.close()
+
+
+def test_sqlite_statements_come_in_few_sizes():
+    assert log_rows._statement_sizes(437, 100) == [100, 100, 100, 100, 32, 4, 1]
+    sizes = {s for n in range(1, 1001) for s in log_rows._statement_sizes(n, 100)}
+    assert sizes == {100, 64, 32, 16, 8, 4, 2, 1}
