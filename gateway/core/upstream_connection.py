@@ -72,7 +72,6 @@ class Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.deadline = 0.0
         self.idle_timeout: float | None = None
         self.last_data = 0.0
         self.paused = False
@@ -164,7 +163,6 @@ class Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes, deadline: float) -> asyncio.Future[None]:
         self.busy = True
         self.head = self.loop.create_future()
-        self.deadline = deadline
         self.timer = self.loop.call_at(deadline, self._expire)
         self.transport.writelines((head, body)) if body else self.transport.write(head)
         return self.head
@@ -218,12 +216,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             return
         self._reset()
-        origin = self.origin
-        if origin.waiters:
-            give(origin, self)
-        else:
-            self.idle_since = time.monotonic()
-            origin.idle.append(self)
+        give(self.origin, self)
 
 
 def give(origin: Origin, conn: Connection | None) -> None:

@@ -1,9 +1,9 @@
 """The request path's HTTP/1.1 client for upstream calls: keep-alive connections per origin, each
 an asyncio protocol on httptools' response parser (the parser uvicorn serves requests with).
 
-Why not aiohttp's client: on the benchmark it cost ~68 us of CPU per call, a quarter of the
-gateway's whole time per request, where this client costs ~16 us (bench/README.md, "The upstream
-client"). It does what upstream calls need and no more: POST with a body in memory, the status and
+Why not aiohttp's client: on the benchmark it cost ~78 us of CPU per call, a quarter of the
+gateway's whole time per request, where this client costs ~26 us (bench/upstream_client.py,
+bench/README.md "The upstream client"). It does what upstream calls need and no more: POST with a body in memory, the status and
 headers, the body whole or as it arrives (gzip/deflate decoded), TLS, a connection limit per origin
 with FIFO waiters, and deadlines without a task per call (one timer per call, re-armed lazily while
 a stream flows). No cookies, redirects or proxies (the aiohttp sessions had none either).
@@ -187,13 +187,11 @@ class UpstreamPool:
                 _, conn = await asyncio.get_running_loop().create_connection(
                     lambda: Connection(origin), origin.host, origin.port, ssl=origin.ssl,
                     server_hostname=origin.server_hostname)
-        except TimeoutError:
+        except BaseException as exc:
             origin.open -= 1
             hand_over(origin)
-            raise ConnectTimeout(f"no connection within {connect_timeout:g} s") from None
-        except BaseException:
-            origin.open -= 1
-            hand_over(origin)
+            if isinstance(exc, TimeoutError):
+                raise ConnectTimeout(f"no connection within {connect_timeout:g} s") from None
             raise
         return conn
 

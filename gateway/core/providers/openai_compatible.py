@@ -3,8 +3,8 @@
 The request path calls upstreams with the gateway's own HTTP/1.1 client (`gateway.core.upstream_http`,
 keep-alive connections per origin on httptools' parser): the benchmark (bench/README.md) showed
 httpx's own pool as the bottleneck under concurrency (encode/httpx#3215), httpx's API layer over the
-aiohttp transport costing about a fifth of the gateway's CPU, and aiohttp's client alone ~68 us per
-call against ~16. Plugins get httpx's API over the aiohttp transport (`Gateway.http_client`);
+aiohttp transport costing about a fifth of the gateway's CPU, and aiohttp's client alone ~78 us per
+call against ~26 (bench/upstream_client.py). Plugins get httpx's API over the aiohttp transport (`Gateway.http_client`);
 `GATEWAY_HTTP_TRANSPORT=aiohttp|httpx-aiohttp|httpx` puts the request path on those, for comparison.
 """
 
