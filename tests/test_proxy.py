@@ -7,6 +7,7 @@ Errors, retries and secrets are in test_proxy_errors.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -338,6 +339,52 @@ def test_every_upstream_transport_serves_plain_and_streamed_calls(gateway_server
     with pytest.raises(openai.InternalServerError) as err:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert err.value.body["message"] == "OpenAIException - boom"
+
+
+LOADED_CLIENTS = """
+import json, sys, urllib.request
+from pathlib import Path
+from gateway.testing_servers import GatewayServer
+
+server = GatewayServer(Path(sys.argv[1])).start()
+try:
+    for stream in (False, True):
+        body = json.dumps({"model": "m", "stream": stream, "messages": [{"role": "user", "content": "ping"}]})
+        sent = urllib.request.Request(server.url + "/v1/chat/completions", data=body.encode(), method="POST",
+                                      headers={"Authorization": "Bearer sk-1234", "Content-Type": "application/json"})
+        with urllib.request.urlopen(sent, timeout=30) as reply:
+            raw = reply.read().decode()
+        if stream:
+            events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: {")]
+            text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+        else:
+            text = json.loads(raw)["choices"][0]["message"]["content"]
+        assert text == "upstream says: ping", (stream, raw)
+finally:
+    server.stop()
+print(json.dumps(sorted(m for m in ("aiohttp", "httpx", "httpx_aiohttp") if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("transport,loaded", [("gateway", []), ("aiohttp", ["aiohttp", "httpx", "httpx_aiohttp"])])
+def test_a_worker_on_the_default_transport_never_loads_the_library_clients(tmp_path, fake_upstream, transport, loaded):
+    """httpx and aiohttp cost ~12 MiB per worker (bench/README.md, Memory): a gateway serving plain and
+    streamed calls on its own client never imports them; the aiohttp transport does (so this can tell)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(yaml.safe_dump({"model_list": [{"model_name": "m", "litellm_params": {
+        "model": "openai/upstream-model", "api_base": fake_upstream.url, "api_key": "sk-up"}}],
+        "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}"}}))
+    env = {**os.environ, "GATEWAY_HTTP_TRANSPORT": transport}
+    done = subprocess.run([sys.executable, "-c", LOADED_CLIENTS, str(cfg)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == loaded
 
 
 async def test_calls_at_once_streamed_or_not_each_get_their_own_answer(gateway_server, fake_upstream):

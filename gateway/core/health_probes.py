@@ -16,7 +16,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from quart import current_app
 
 from gateway.core.providers import anthropic, cohere, gemini, ollama, openai_compatible
@@ -155,6 +154,8 @@ async def _listing(gw: Any, dep: Any, timeout: float) -> tuple[str, str | None]:
     headers = {k: v for k, v in req.headers.items() if k.lower() != "content-type"}
     verify = openai_compatible.tls_of(dep)
     client = gw.router.pool.get(url, True if verify is True else verify)
+    import httpx  # loaded with the pool above
+
     sent = client.build_request("GET", url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
     response = await client.send(sent, stream=True)
     try:

@@ -80,10 +80,10 @@ class Router(RuntimeDeployments):
         self.cooldown_time = 5.0 if cooldown is None else float(cooldown)
         self.allowed_fails = int(extra.get("allowed_fails", 3) or 0)
         self.retry_after = float(extra.get("retry_after", 0) or 0)
+        self._pool: Any = None
         transport = settings.env.http_transport
-        self.pool = openai_compatible.ClientPool(transport="httpx" if transport == "httpx" else "httpx-aiohttp")
         self.upstreams = (upstream_http.UpstreamPool() if transport == "gateway" else
-                          openai_compatible.SessionPool() if transport == "aiohttp" else self.pool)
+                          _aiohttp_sessions() if transport == "aiohttp" else self.pool)
         self.names = ModelNames({}, None)
         self.fallbacks: Fallbacks | None = None
         self.strategy = Strategy("simple-shuffle", {}, lambda d: 0.0)
@@ -347,10 +347,28 @@ class Router(RuntimeDeployments):
                      "status": error.status},
         ))
 
+    @property
+    def pool(self) -> Any:
+        """The httpx clients (plugins' `http_client`, probes, pass-through), made on first use so a
+        worker that never needs them never imports httpx or aiohttp."""
+        if self._pool is None:
+            from gateway.core.providers import library_clients
+
+            own_pool = self.settings.env.http_transport == "httpx"
+            self._pool = library_clients.ClientPool(transport="httpx" if own_pool else "httpx-aiohttp")
+        return self._pool
+
     async def close(self) -> None:
-        if self.upstreams is not self.pool:
+        if self.upstreams is not self._pool:
             await self.upstreams.close()
-        await self.pool.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+
+def _aiohttp_sessions() -> Any:
+    from gateway.core.providers import library_clients
+
+    return library_clients.SessionPool()
 
 
 __all__ = ["Router", "DeploymentError", "upstream_error"]

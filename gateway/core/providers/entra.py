@@ -28,7 +28,6 @@ import os
 import time
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.errors import GatewayError
@@ -106,6 +105,8 @@ class EntraToken:
         form = {"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self._secret,
                 "scope": self.scope}
         started = time.monotonic()
+        import httpx  # here, not at import: a worker without Entra deployments never loads it
+
         try:
             async with httpx.AsyncClient(timeout=TOKEN_TIMEOUT, trust_env=True) as client:
                 reply = await client.post(self.url, data=form, headers={"accept": "application/json"})

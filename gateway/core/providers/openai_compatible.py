@@ -4,22 +4,17 @@ The request path calls upstreams with the gateway's own HTTP/1.1 client (`gatewa
 keep-alive connections per origin on httptools' parser): the benchmark (bench/README.md) showed
 httpx's own pool as the bottleneck under concurrency (encode/httpx#3215), httpx's API layer over the
 aiohttp transport costing about a fifth of the gateway's CPU, and aiohttp's client alone ~78 us per
-call against ~26 (bench/upstream_client.py). Plugins get httpx's API over the aiohttp transport (`Gateway.http_client`);
-`GATEWAY_HTTP_TRANSPORT=aiohttp|httpx-aiohttp|httpx` puts the request path on those, for comparison.
+call against ~26 (bench/upstream_client.py). Plugins get httpx's API over the aiohttp transport
+(`Gateway.http_client`, `library_clients`); `GATEWAY_HTTP_TRANSPORT=aiohttp|httpx-aiohttp|httpx` puts
+the request path on those, for comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import ssl
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
-
-import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from gateway.core import upstream_http
 from gateway.core.logsafe import capped_body, safe_headers
@@ -30,8 +25,7 @@ from gateway.errors import BadRequestError, UpstreamConnectionError, UpstreamTim
 
 log = logging.getLogger("gateway.upstream")
 
-CONNECT_TIMEOUTS = tuple(t for t in (getattr(aiohttp, "ConnectionTimeoutError", None), httpx.ConnectTimeout,
-                                      upstream_http.ConnectTimeout) if t)
+LIBRARY_CLIENTS = frozenset({"aiohttp", "httpx", "httpx_aiohttp"})
 CALL_NAMES = {"acompletion": "chat completions", "atext_completion": "text completions", "aembedding": "embeddings",
               "aimage_generation": "image generations", "atranscription": "audio transcriptions",
               "aspeech": "audio speech", "amoderation": "moderations", "arerank": "rerank"}
@@ -54,45 +48,21 @@ class MappedReply:
             raise map_transport_error(exc, self.deployment) from None
 
 
-class HttpReply(MappedReply):
-    """An upstream HTTP response, read whole or streamed; closing returns the connection."""
-
-    __slots__ = ("response", "status", "headers", "deployment", "deadline")
-
-    def __init__(self, response: httpx.Response, deployment: Deployment, deadline: float) -> None:
-        self.response = response
-        self.status = response.status_code
-        self.headers = response.headers
-        self.deployment = deployment
-        self.deadline = deadline  # loop time by which the whole call must be done
-
-    async def read(self) -> bytes:
-        try:
-            async with asyncio.timeout_at(self.deadline):
-                return await self.response.aread()
-        except Exception as exc:
-            raise map_transport_error(exc, self.deployment) from None
-        finally:
-            await self.response.aclose()
-
-    def _chunks(self) -> AsyncIterator[bytes]:
-        return self.response.aiter_bytes()
-
-    async def close(self) -> None:
-        await self.response.aclose()
-
-
 def _is_timeout(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, CONNECT_TIMEOUTS):  # never connected: a connection error, retried elsewhere
+        if isinstance(seen, upstream_http.ConnectTimeout):  # never connected: a connection error, retried elsewhere
             return False
-        if isinstance(seen, (TimeoutError, aiohttp.ServerTimeoutError, httpx.ReadTimeout, httpx.PoolTimeout)):
+        if type(seen).__module__.partition(".")[0] in LIBRARY_CLIENTS:  # only they raise their own errors
+            from gateway.core.providers.library_clients import timeout_verdict
+
+            verdict = timeout_verdict(seen)
+            if verdict is not None:
+                return verdict
+        elif isinstance(seen, TimeoutError):
             return True
-        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, aiohttp.ServerTimeoutError):
-            return False
         seen = seen.__cause__ or seen.__context__
-    return isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout)
+    return False
 
 
 def map_transport_error(exc: BaseException, dep: Deployment) -> Exception:
@@ -104,40 +74,6 @@ def map_transport_error(exc: BaseException, dep: Deployment) -> Exception:
         return UpstreamTimeoutError(f"{dep.provider_display}Exception - Request timed out calling deployment {where}")
     detail = type(exc.__cause__ or exc).__name__
     return UpstreamConnectionError(f"{dep.provider_display}Exception - Connection error calling deployment {where}: {detail}")
-
-
-class ClientPool:
-    """One pooled httpx client (aiohttp transport) per upstream scheme+host+port, reused.
-
-    `transport="httpx"` uses httpx's own pool instead: kept only so the benchmark can show why not.
-    """
-
-    def __init__(self, max_connections: int = 1000, transport: str = "httpx-aiohttp") -> None:
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._max = max_connections
-        self._transport = transport
-
-    def get(self, url: str, verify: Any = True) -> httpx.AsyncClient:
-        """`verify`: True, False, or an `ssl.SSLContext` (a deployment's `ssl_verify`)."""
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}" + ("" if verify is True else f"#{id(verify) if verify else 'insecure'}")
-        client = self._clients.get(key)
-        if client is None:
-            limits = httpx.Limits(max_connections=self._max, max_keepalive_connections=self._max)
-            if self._transport == "httpx":
-                client = httpx.AsyncClient(limits=limits, timeout=None, trust_env=False, verify=verify)
-            else:
-                client = httpx.AsyncClient(
-                    transport=AiohttpTransport(limits=limits, trust_env=False, verify=verify), timeout=None,
-                    trust_env=False,
-                )
-            self._clients[key] = client
-        return client
-
-    async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
-            await c.aclose()
 
 
 _contexts: dict[str, ssl.SSLContext] = {}
@@ -208,36 +144,6 @@ def build_request(dep: Deployment, call_type: str, body: dict[str, Any], stream:
     return req.url, req.headers, req.body
 
 
-class SessionReply(MappedReply):
-    """An upstream reply on an aiohttp session, read whole or streamed; closing frees the connection."""
-
-    __slots__ = ("response", "status", "headers", "deployment", "deadline")
-
-    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment, deadline: float | None) -> None:
-        self.response = response
-        self.status = response.status
-        self.headers = response.headers
-        self.deployment = deployment
-        self.deadline = deadline
-
-    async def read(self) -> bytes:
-        try:
-            if self.deadline is None:  # aiohttp's own total timeout bounds the read
-                return await self.response.read()
-            async with asyncio.timeout_at(self.deadline):
-                return await self.response.read()
-        except Exception as exc:
-            raise map_transport_error(exc, self.deployment) from None
-        finally:
-            self.response.release()
-
-    def _chunks(self) -> AsyncIterator[bytes]:
-        return self.response.content.iter_any()
-
-    async def close(self) -> None:
-        self.response.release()
-
-
 class DirectReply(MappedReply):
     """An upstream reply on the gateway's own client, read whole or streamed; closing frees the connection."""
 
@@ -260,29 +166,6 @@ class DirectReply(MappedReply):
 
     async def close(self) -> None:
         await self.reply.close()
-
-
-class SessionPool:
-    """One aiohttp session (its own connection pool) per upstream scheme+host+port, reused."""
-
-    def __init__(self, max_connections: int = 1000) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._max = max_connections
-
-    def get(self, url: str) -> aiohttp.ClientSession:
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
-        session = self._sessions.get(key)
-        if session is None:
-            connector = aiohttp.TCPConnector(limit=self._max, limit_per_host=self._max, keepalive_timeout=60)
-            session = aiohttp.ClientSession(connector=connector, trust_env=False, skip_auto_headers=("User-Agent",))
-            self._sessions[key] = session
-        return session
-
-    async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for s in sessions:
-            await s.close()
 
 
 def _log_outgoing(url: str, headers: dict[str, str], content: bytes) -> None:
@@ -319,46 +202,13 @@ async def send(pool: Any, dep: Deployment, call_type: str, body: dict[str, Any],
         except Exception as exc:
             raise map_transport_error(exc, dep) from None
         reply: Any = DirectReply(direct, dep)
-    elif isinstance(pool, SessionPool):
-        session = pool.get(url)
-        try:
-            if stream:  # `timeout` until the headers, then for each wait for the next bytes
-                client_timeout = _client_timeout(timeout, True)
-                async with asyncio.timeout_at(deadline):
-                    response = await session.post(url, data=content, headers=headers, timeout=client_timeout,
-                                                  ssl=tls_of(dep))
-            else:  # `timeout` for the whole call, body included: aiohttp's one timer does it (not three)
-                client_timeout = _client_timeout(timeout, False)
-                response = await session.post(url, data=content, headers=headers, timeout=client_timeout,
-                                              ssl=tls_of(dep))
-        except Exception as exc:
-            raise map_transport_error(exc, dep) from None
-        reply = SessionReply(response, dep, deadline if stream else None)
-    else:
-        reply = await _send_httpx(pool, dep, url, headers, content, timeout, deadline)
+    else:  # GATEWAY_HTTP_TRANSPORT=aiohttp|httpx-aiohttp|httpx: the library clients, loaded only then
+        from gateway.core.providers import library_clients
+
+        if isinstance(pool, library_clients.SessionPool):
+            reply = await library_clients.send_on_session(pool, dep, url, headers, content, stream, timeout, deadline)
+        else:
+            reply = await library_clients.send_httpx(pool, dep, url, headers, content, timeout, deadline)
     return reply if dep.handler.passthrough else TranslatedReply(reply, dep, call_type, stream)
 
 
-@functools.lru_cache(maxsize=64)
-def _client_timeout(timeout: float, stream: bool) -> aiohttp.ClientTimeout:
-    """aiohttp's timeout for a deployment's `timeout`: one object per value, not one per call.
-    A stream: `timeout` for each wait on the next bytes; else for the whole call, body included."""
-    if stream:
-        return aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
-    return aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
-
-
-async def _send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,
-                      timeout: float, deadline: float) -> HttpReply:
-    verify = tls_of(dep)
-    client = pool.get(url, True if verify is True else verify)
-    request = client.build_request(
-        "POST", url, headers=headers, content=content,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-    )
-    try:
-        async with asyncio.timeout_at(deadline):
-            response = await client.send(request, stream=True)
-    except Exception as exc:
-        raise map_transport_error(exc, dep) from None
-    return HttpReply(response, dep, deadline)

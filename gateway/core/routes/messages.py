@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, current_app, g, request
@@ -149,6 +148,8 @@ async def _upstream_count(dep: Any, body: dict[str, Any]) -> int | None:
     payload["model"] = dep.upstream_model
     verify = tls_of(dep)
     client = current_app.gateway.router.pool.get(url, True if verify is True else verify)
+    import httpx  # loaded with the pool above
+
     timeout = min(dep.timeout, 30.0)
     try:
         reply = await client.post(url, content=orjson.dumps(payload), headers=headers,

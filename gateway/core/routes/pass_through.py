@@ -18,10 +18,9 @@ import hmac
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 from urllib.parse import quote, unquote
 
-import httpx
 from quart import Blueprint, Quart, Response, current_app, g, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
@@ -32,6 +31,9 @@ from gateway.core.access import RouteSet
 from gateway.core.limits.budgets import check_budget
 from gateway.core.pass_through_config import PassThroughConfigError, PassThroughEndpoint, collision, parse
 from gateway.errors import BadRequestError, GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
+
+if TYPE_CHECKING:  # httpx is loaded with the first pass-through call (gateway.core.providers.library_clients)
+    import httpx
 
 log = logging.getLogger("gateway.pass_through")
 
@@ -127,6 +129,8 @@ async def _forward(gw: Any, ep: PassThroughEndpoint) -> Response:
     body = await request.get_data(cache=False)
     method = request.method
     client = gw.http_client(url)
+    import httpx
+
     outgoing = client.build_request(method, url, headers=headers, content=body or None,
                                     timeout=httpx.Timeout(ep.timeout, connect=min(ep.timeout, CONNECT_TIMEOUT_S)))
     if log.isEnabledFor(logging.DEBUG):  # header names only: the entry's values are secrets
@@ -228,6 +232,8 @@ def outgoing_headers(ep: PassThroughEndpoint, incoming: Iterable[tuple[str, str]
 def transport_error(ep: PassThroughEndpoint, exc: BaseException, replying: bool = False) -> GatewayError:
     """The target could not be reached, did not answer, or (`replying`) broke off its reply: which
     endpoint and host, never a header."""
+    import httpx
+
     timed_out = isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout, TimeoutError)) or (
         isinstance(exc, httpx.TimeoutException) and isinstance(exc.__cause__, TimeoutError))
     if timed_out:
