@@ -129,7 +129,7 @@ async def _forward(gw: Any, ep: PassThroughEndpoint) -> Response:
     body = await request.get_data(cache=False)
     method = request.method
     client = gw.http_client(url)
-    import httpx
+    import httpx  # imported with that client's pool, not at start-up (library_clients.py)
 
     outgoing = client.build_request(method, url, headers=headers, content=body or None,
                                     timeout=httpx.Timeout(ep.timeout, connect=min(ep.timeout, CONNECT_TIMEOUT_S)))
