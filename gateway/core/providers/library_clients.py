@@ -61,7 +61,6 @@ class HttpReply(MappedReply):
         await self.response.aclose()
 
 
-
 class ClientPool:
     """One pooled httpx client (aiohttp transport) per upstream scheme+host+port, reused.
 
@@ -96,7 +95,6 @@ class ClientPool:
             await c.aclose()
 
 
-
 class SessionReply(MappedReply):
     """An upstream reply on an aiohttp session, read whole or streamed; closing frees the connection."""
 
@@ -127,7 +125,6 @@ class SessionReply(MappedReply):
         self.response.release()
 
 
-
 class SessionPool:
     """One aiohttp session (its own connection pool) per upstream scheme+host+port, reused."""
 
@@ -151,7 +148,6 @@ class SessionPool:
             await s.close()
 
 
-
 @functools.lru_cache(maxsize=64)
 def _client_timeout(timeout: float, stream: bool) -> aiohttp.ClientTimeout:
     """aiohttp's timeout for a deployment's `timeout`: one object per value, not one per call.
@@ -159,7 +155,6 @@ def _client_timeout(timeout: float, stream: bool) -> aiohttp.ClientTimeout:
     if stream:
         return aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
     return aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
-
 
 
 async def send_httpx(pool: ClientPool, dep: Deployment, url: str, headers: dict[str, str], content: bytes,
